@@ -1,0 +1,2 @@
+// Placeholder entry point; replaced by the daemon/front-end implementation.
+return 1;
