@@ -9,9 +9,11 @@ namespace VmcBackend.Engine.Tests;
 /// <summary>An in-process rig plus a simulated partition and a client, ready to use.</summary>
 internal sealed class Harness
 {
-    public Harness(VmcLimits? limits = null, int mtu = 4096, int pool = 32, int hmcs = 1, bool probe = true)
+    public Harness(VmcLimits? limits = null, int mtu = 4096, int pool = 32, int hmcs = 1, bool probe = true,
+        Func<ArrayGuestMemory, IGuestMemory>? engineMemory = null)
     {
-        Rig = new InProcessRig(limits);
+        Rig = new InProcessRig(limits, engineMemory: engineMemory);
+        Engine = Rig.Engine;
         Partition = new SimulatedPartition(Rig.Platform, mtu, pool, hmcs);
         Client = new PartitionClient(Partition, () => Engine.Pump());
         if (probe)
@@ -22,7 +24,7 @@ internal sealed class Harness
     }
 
     public InProcessRig Rig { get; }
-    public VmcEngine Engine => ((EngineBackend)Rig.Platform.Backend).Engine;
+    public VmcEngine Engine { get; private set; }
     public SimulatedPartition Partition { get; }
     public PartitionClient Client { get; }
 
@@ -56,6 +58,7 @@ internal sealed class Harness
         Assert.That(qemu.Post(e));
         var engine = new VmcEngine(limits ?? Engine.Limits, Rig.Memory, Rig.Notifier);
         Rig.Platform.Backend = new EngineBackend(engine);
+        Engine = engine;
         Assert.That(engine.RegisterQueue(segs, (uint)Partition.QueueEntries, qemu.Tail, reconnect: true), Is.EqualTo(0));
         return engine;
     }

@@ -161,11 +161,12 @@ public sealed class RecordingNotifier : IGuestNotifier
 /// <summary>An engine, its guest RAM and the QEMU-like platform wired together in one process.</summary>
 public sealed class InProcessRig
 {
-    public InProcessRig(VmcLimits? limits = null, int ramBytes = 8 << 20, Serilog.ILogger? log = null)
+    /// <param name="engineMemory">Optionally wraps the guest RAM the engine sees (instrumentation); the partition always sees it raw.</param>
+    public InProcessRig(VmcLimits? limits = null, int ramBytes = 8 << 20, Serilog.ILogger? log = null, Func<ArrayGuestMemory, IGuestMemory>? engineMemory = null)
     {
         Memory = new ArrayGuestMemory(ramBytes);
         Notifier = new RecordingNotifier();
-        Engine = new VmcEngine(limits ?? new VmcLimits(), Memory, Notifier, log);
+        Engine = new VmcEngine(limits ?? new VmcLimits(), engineMemory?.Invoke(Memory) ?? Memory, Notifier, log);
         Platform = new QemuLikePlatform(Memory, (ulong)ramBytes, new EngineBackend(Engine));
     }
 
