@@ -89,17 +89,17 @@ expect_failure vmcd-unreachable "vmcd is not reachable through chardev 'vmc0' (n
 [ $((SECONDS - t0)) -le 20 ] || fail vmcd-unreachable-bounded "took $((SECONDS - t0)) s"
 
 start_backend refuse-version python3 "$FAKE" --mode refuse-version || fail refuse-version "fake back-end did not start"
-run_qemu refuse-version 40 "${MACHINE[@]}" "${MEMFD[@]}" \
+run_qemu vmcd-refuses-version 40 "${MACHINE[@]}" "${MEMFD[@]}" \
     -chardev "socket,id=vmc0,path=$SOCK,reconnect=1" -device spapr-vmc,chardev=vmc0
 expect_failure vmcd-refuses-version "vmcd refused vmc-user protocol version 1"
 
 start_backend bad-version python3 "$FAKE" --mode bad-version || fail bad-version "fake back-end did not start"
-run_qemu bad-version 40 "${MACHINE[@]}" "${MEMFD[@]}" \
+run_qemu vmcd-replies-other-version 40 "${MACHINE[@]}" "${MEMFD[@]}" \
     -chardev "socket,id=vmc0,path=$SOCK" -device spapr-vmc,chardev=vmc0
 expect_failure vmcd-replies-other-version "vmcd replied to GET_FEATURES with protocol version 2, this QEMU speaks version 1"
 
 start_backend refuse-features python3 "$FAKE" --mode refuse-features || fail refuse-features "fake back-end did not start"
-run_qemu refuse-features 40 "${MACHINE[@]}" "${MEMFD[@]}" \
+run_qemu vmcd-refuses-features 40 "${MACHINE[@]}" "${MEMFD[@]}" \
     -chardev "socket,id=vmc0,path=$SOCK,reconnect=1" -device spapr-vmc,chardev=vmc0
 expect_failure vmcd-refuses-features "vmcd refused the features 0x0: Invalid argument"
 

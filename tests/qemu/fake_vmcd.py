@@ -12,7 +12,7 @@ acknowledged).  Misbehaving modes exercise QEMU's realize errors:
   --mode bad-version      reply to GET_FEATURES with protocol version 2 in the flags
   --mode refuse-features  answer SET_FEATURES with EINVAL and close
 
-One connection at a time; every event is logged to stderr as "fake-vmcd: ...".
+Each connection is served by its own thread; every event is logged to stderr as "fake-vmcd: ...".
 """
 import argparse
 import array
@@ -22,6 +22,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 
 HDR = struct.Struct("<III")
 VERSION, F_REPLY, F_NEED_REPLY = 1, 0x4, 0x8
@@ -225,7 +226,7 @@ def main():
     while True:
         c, _ = srv.accept()
         log("connection")
-        Conn(c, a).run()
+        threading.Thread(target=Conn(c, a).run, daemon=True).start()
 
 
 if __name__ == "__main__":
