@@ -30,7 +30,7 @@ root.SetAction(result =>
     }
     var log = new LoggerConfiguration()
         .MinimumLevel.Is(result.GetValue(levelOption))
-        .WriteTo.Console(outputTemplate: "{Timestamp:HH:mm:ss.fff} {Level:u3} {Connection}{Message:lj}{NewLine}{Exception}",
+        .WriteTo.Console(outputTemplate: "{Timestamp:HH:mm:ss.fff} {Level:u3} {Connection} {Message:lj}{NewLine}{Exception}",
             standardErrorFromLevel: LogEventLevel.Verbose)
         .CreateLogger();
     try
