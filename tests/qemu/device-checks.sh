@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Checks of QEMU's spapr-vmc device that need no guest: its properties, every realize failure
-# (each must print its own clear message), the device-tree node it builds (dumped with
-# -machine dumpdtb), negotiation against the fake back-end and, when it is built, real vmcd.
+# Checks of QEMU's spapr-vmc device: its properties, every realize failure (each must print its
+# own clear message), the device-tree node it builds (dumped with -machine dumpdtb), negotiation
+# against the fake back-end and, when it is built, real vmcd; then tests/qemu/guest-checks.sh
+# (a minimal guest with the real ibmvmc driver; VMC_SKIP_GUEST_CHECKS=1 skips it).
 # Prints "PASS: name" / "FAIL: name: why" / "SKIP: name: why"; exits non-zero on failure.
 set -uo pipefail
 . "$(dirname "$0")/../../scripts/lib/common.sh"
@@ -189,6 +190,13 @@ else
             fail dt-node-vmcd "no remote window from vmcd's configuration"
         fi
     fi
+fi
+
+# --- guest level (minimal Debian guest with the real ibmvmc driver) ------------------------
+if [ "${VMC_SKIP_GUEST_CHECKS:-0}" = 1 ]; then
+    skip guest-checks "VMC_SKIP_GUEST_CHECKS=1"
+else
+    "$VMC_REPO/tests/qemu/guest-checks.sh" || fails=$((fails + 1))
 fi
 
 [ "$fails" -eq 0 ]
