@@ -1,0 +1,75 @@
+using VmcBackend.Transport.Interop;
+using VmcBackend.Transport.Memory;
+
+namespace VmcBackend.Transport.Tests;
+
+public class GuestMemoryMapTests
+{
+    private SharedMemfd _a = null!, _b = null!;
+    private GuestMemoryMap _map = null!;
+    private const ulong Base = 0x10_0000, Size = 0x10000;
+
+    [SetUp]
+    public void Map()
+    {
+        _a = new SharedMemfd("a", Size);
+        _b = new SharedMemfd("b", Size);
+        _map = new GuestMemoryMap();
+        // Two adjacent regions: [Base, Base+Size) from a, [Base+Size, Base+2*Size) from b.
+        Assert.That(_map.TryReplace([new GuestRegion(Base, Size, 0), new GuestRegion(Base + Size, Size, 0)], [_a.Fd, _b.Fd], out var err), err);
+    }
+
+    [TearDown]
+    public void Unmap() { _map.Dispose(); _a.Dispose(); _b.Dispose(); }
+
+    [Test]
+    public void AccessesReachTheMemfd()
+    {
+        Assert.That(_map.TryWrite(Base + 10, [1, 2, 3]));
+        Assert.That(_a.Span[10..13].ToArray(), Is.EqualTo(new byte[] { 1, 2, 3 }));
+        Assert.That(_map.TryWriteByteRelease(Base + Size, 9));
+        Assert.That(_b.Span[0], Is.EqualTo(9));
+        Assert.That(_map.TryReadByteAcquire(Base + Size, out byte v) && v == 9);
+    }
+
+    [Test]
+    public void Edges()
+    {
+        var one = new byte[1];
+        Assert.That(_map.TryRead(Base + 2 * Size - 1, one), "last byte");
+        Assert.That(_map.TryRead(Base + 2 * Size, one), Is.False, "one past the end");
+        Assert.That(_map.TryRead(Base - 1, one), Is.False, "one before the start");
+        Assert.That(_map.TryRead(Base + Size - 2, new byte[4]), Is.False, "across two adjacent regions");
+        Assert.That(_map.TryWrite(ulong.MaxValue, one), Is.False);
+        Assert.That(_map.TryWrite(ulong.MaxValue - 1, new byte[4]), Is.False, "wraps around 2^64");
+        Assert.That(_map.TryRead(Base + Size, []), "zero length inside");
+        Assert.That(_map.TryRead(Base, new byte[Size]), "a whole region");
+        Assert.That(_map.TryRead(Base, new byte[Size + 1]), Is.False);
+        Assert.That(_map.Contains(Base, ulong.MaxValue), Is.False);
+    }
+
+    [Test]
+    public void InvalidTablesChangeNothing()
+    {
+        Assert.That(_map.TryReplace([new GuestRegion(0, Size, 0), new GuestRegion(Size / 2, Size, 0)], [_a.Fd, _b.Fd], out var e1), Is.False);
+        Assert.That(e1, Does.Contain("overlap"));
+        Assert.That(_map.TryReplace([new GuestRegion(0, 2 * Size, 0)], [_a.Fd], out var e2), Is.False, "region larger than the fd");
+        Assert.That(e2, Does.Contain("bytes"));
+        int efd = LibC.EventFd(0, LibC.EFD_CLOEXEC);
+        Assert.That(_map.TryReplace([new GuestRegion(0, 4096, 0)], [efd], out var e3), Is.False);
+        Assert.That(e3, Does.Contain("memfd"));
+        LibC.Close(efd);
+        Assert.That(_map.TryReplace([new GuestRegion(0, 4096, 0)], [], out _), Is.False);
+        Assert.That(_map.RegionCount, Is.EqualTo(2), "the old table is still in place");
+        Assert.That(_map.TryRead(Base, new byte[8]));
+    }
+
+    [Test]
+    public void ReplacingUnmapsTheOldTable()
+    {
+        Assert.That(_map.TryReplace([new GuestRegion(0, Size, 0)], [_b.Fd], out _));
+        Assert.That(_map.TryRead(Base, new byte[1]), Is.False);
+        Assert.That(_map.TryWrite(0, [7]));
+        Assert.That(_b.Span[0], Is.EqualTo(7));
+    }
+}
