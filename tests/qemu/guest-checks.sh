@@ -4,7 +4,8 @@
 # under $VMC_CACHE/qemu-guest-check), and a tiny /init that prints the device-tree node, loads
 # the driver and queries it (VMC_IOCTL_QUERY / VMC_IOCTL_REQUESTVMC).
 #   - fake back-end (tests/qemu/fake_vmcd.py): node + both DMA windows, driver reaches "ready"
-#   - vmcd (if it builds): driver reaches "ready", H_REQUEST_VMC returns vmcd's DRC index
+#   - vmcd (if it builds): driver reaches "ready", H_REQUEST_VMC returns vmcd's DRC index, an
+#     HMC session opens and echoes through the command router (H_COPY_RDMA both ways)
 #   - vmcd killed and restarted mid-run: the guest gets the transport event QEMU writes, the
 #     device reconnects (REG_CRQ with RECONNECT), vmcd re-inits and the driver is ready again
 # Prints "PASS: name" / "FAIL: name: why" / "SKIP: name: why"; exits non-zero on failure.
@@ -68,22 +69,68 @@ build_guest() (
     cat >"$G/vmcq.c" <<'EOF'
 #include <stdio.h>
 #include <stdint.h>
+#include <string.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <unistd.h>
 #include <sys/ioctl.h>
 struct q { int have_vmc, state, drc; };
 #define VMC_BASE 0xCC
+#define VMC_IOCTL_SETHMCID _IOW(VMC_BASE, 0x00, unsigned char *)
 #define VMC_IOCTL_QUERY _IOR(VMC_BASE, 0x01, struct q)
 #define VMC_IOCTL_REQUESTVMC _IOR(VMC_BASE, 0x02, uint32_t)
+/* HMC command-router message: 32-byte big-endian header, then data */
+static int msg(uint8_t *b, uint16_t opcode, uint32_t token, const char *data)
+{
+    uint32_t dl = strlen(data), ml = 32 + dl;
+    memset(b, 0, 32);
+    b[0] = 0xDE; b[1] = 0xCA; b[2] = 0xFF; b[3] = 32;
+    b[4] = ml >> 24; b[5] = ml >> 16; b[6] = ml >> 8; b[7] = ml;
+    b[8] = token >> 24; b[9] = token >> 16; b[10] = token >> 8; b[11] = token;
+    b[12] = 0x80; b[13] = 0x00; b[15] = 0x80;
+    b[16] = dl >> 24; b[17] = dl >> 16; b[18] = dl >> 8; b[19] = dl;
+    b[20] = opcode >> 8; b[21] = opcode;
+    memcpy(b + 32, data, dl);
+    return ml;
+}
+/* write (retrying while the session opens), read the response; 0 if it is a good response */
+static int call(int fd, const char *tag, uint16_t opcode, const char *data)
+{
+    uint8_t req[4096], rsp[4096];
+    int n = msg(req, opcode, 0x1234 + opcode, data), i, w = -1, r;
+    for (i = 0; i < 100; i++) {
+        w = write(fd, req, n);
+        if (w >= 0 || (errno != EBUSY && errno != EIO)) break;
+        usleep(50000);
+    }
+    if (w != n) { printf("CHK %s FAIL write rc=%d errno=%d\n", tag, w, errno); return 1; }
+    r = read(fd, rsp, sizeof(rsp) > 4096 ? 4096 : sizeof(rsp));
+    if (r < 32) { printf("CHK %s FAIL read rc=%d errno=%d\n", tag, r, errno); return 1; }
+    if (!(rsp[15] & 0x40) || rsp[22] || rsp[23] || r != n || memcmp(rsp + 32, data, strlen(data))) {
+        printf("CHK %s FAIL response len=%d flags=0x%x rc=0x%02x%02x\n", tag, r, rsp[15], rsp[22], rsp[23]);
+        return 1;
+    }
+    printf("CHK %s OK len=%d\n", tag, r);
+    return 0;
+}
 int main(int argc, char **argv)
 {
     int fd = open("/dev/ibmvmc", O_RDWR), r;
     struct q q = {0};
     uint32_t d = 0;
+    unsigned char id[32] = "spapr-vmc-guest-check";
     if (fd < 0) { perror("open /dev/ibmvmc"); return 1; }
     r = ioctl(fd, VMC_IOCTL_QUERY, &q);
     printf("CHK %s QUERY rc=%d have_vmc=%d state=%d\n", argv[1], r, q.have_vmc, q.state);
     r = ioctl(fd, VMC_IOCTL_REQUESTVMC, &d);
     printf("CHK %s REQUESTVMC rc=%d drc=0x%x\n", argv[1], r, d);
+    if (argc > 2) {     /* an HMC session: H_COPY_RDMA both ways */
+        r = ioctl(fd, VMC_IOCTL_SETHMCID, id);
+        printf("CHK %s SETHMCID rc=%d errno=%d\n", argv[1], r, r ? errno : 0);
+        if (r == 0 && call(fd, "session-open", 0x0001, "") == 0)
+            call(fd, "session-echo", 0x0103, "hello through spapr-vmc and H_COPY_RDMA");
+    }
+    close(fd);
     return 0;
 }
 EOF
@@ -99,6 +146,7 @@ done
 insmod /ibmvmc.ko
 i=0; while [ $i -lt 50 ] && ! dmesg | grep -q 'Capabilities:'; do sleep 0.2; i=$((i+1)); done
 /vmcq first
+[ "${SESSION:-0}" = 1 ] && /vmcq session rdma
 echo "CHK WAITING"
 if [ "${RESTART:-0}" = 1 ]; then
     i=0; while [ $i -lt 150 ] && [ "$(dmesg | grep -c 'Capabilities:')" -lt 2 ]; do sleep 0.2; i=$((i+1)); done
@@ -111,9 +159,10 @@ EOF
     chmod +x "$G/initrd/init"
     (cd "$G/initrd" && find . | cpio -o -H newc 2>/dev/null | gzip -1 >"$G/initrd.gz")
     cp "$G/root/boot/vmlinux-$abi-powerpc64le" "$G/vmlinux"
-    touch "$G/.done"
+    echo "$STAMP" >"$G/.done"
 )
-if [ ! -f "$G/.done" ]; then
+STAMP=$(hash_inputs "$VMC_REPO/tests/qemu/guest-checks.sh")
+if [ "$(cat "$G/.done" 2>/dev/null)" != "$STAMP" ]; then
     log "building the minimal check guest (Debian ppc64le kernel, busybox, ibmvmc.ko)"
     if ! build_guest >"$work/guest-build.log" 2>&1; then
         fail build "minimal guest: $(tail -5 "$work/guest-build.log" | tr '\n' ' ')"
@@ -174,11 +223,16 @@ if ! timeout 600 dotnet build "$VMC_REPO/src/Vmcd/Vmcd.csproj" -c Release -nolog
     skip vmcd-driver-ready "vmcd does not build or start"
     skip vmcd-restart "vmcd does not build or start"
 else
-    boot vmcd "$SOCK" "RESTART=1"
+    boot vmcd "$SOCK" "RESTART=1 SESSION=1"
     L="$work/vmcd.log"
     for i in $(seq 1 300); do grep -aq 'CHK WAITING' "$L" && break; kill -0 "$QPID" 2>/dev/null || break; sleep 0.2; done
     if ready "$L" first && grep -aq 'CHK first REQUESTVMC rc=0 drc=0x81000011' "$L"; then pass vmcd-driver-ready
     else fail vmcd-driver-ready "$(grep -a 'CHK\|ibmvmc\|spapr-vmc' "$L" | tail -5 | tr '\n' ' ')"; fi
+    if grep -aq 'CHK session-open OK' "$L" && grep -aq 'CHK session-echo OK' "$L"; then
+        pass vmcd-hmc-session-rdma-both-ways
+    else
+        fail vmcd-hmc-session-rdma-both-ways "$(grep -a 'CHK session\|CHK .*SETHMCID\|ibmvmc' "$L" | tail -5 | tr '\n' ' ')"
+    fi
     kill -9 "$BPID"; wait "$BPID" 2>/dev/null
     sleep 1
     backend vmcd "$VMCD" --drc-index 0x81000012 || true
