@@ -61,11 +61,30 @@ build_guest() (
         | tar -xJ -C "$G/mod" --strip-components=3 --wildcards '*/drivers/misc/ibmvmc.[ch]'
     local hdr="$G/root/usr/src/linux-headers-$abi-powerpc64le"
     sed -i "s|^include /usr/src/|include $G/root/usr/src/|" "$hdr/Makefile"
-    echo 'obj-m := ibmvmc.o' >"$G/mod/Kbuild"
+    # vmcprobe.ko: raw H_COPY_RDMA calls with bad arguments QEMU itself must reject
+    cat >"$G/mod/vmcprobe.c" <<'EOF'
+#include <linux/module.h>
+#include <asm/hvcall.h>
+static uint liobn, riobn;
+module_param(liobn, uint, 0);
+module_param(riobn, uint, 0);
+static int __init vmcprobe_init(void)
+{
+	pr_info("VMCPROBE bad-liobn %ld\n", plpar_hcall_norets(H_COPY_RDMA, 64, 0xdead, 0, riobn, 0));
+	pr_info("VMCPROBE both-local %ld\n", plpar_hcall_norets(H_COPY_RDMA, 64, liobn, 0, liobn, 0));
+	pr_info("VMCPROBE src-outside-window %ld\n", plpar_hcall_norets(H_COPY_RDMA, 64, liobn, 0x20000000, riobn, 0));
+	pr_info("VMCPROBE src-unmapped %ld\n", plpar_hcall_norets(H_COPY_RDMA, 64, liobn, 0x0ff00000, riobn, 0));
+	pr_info("VMCPROBE dst-unmapped %ld\n", plpar_hcall_norets(H_COPY_RDMA, 64, riobn, 0, liobn, 0x0ff00000));
+	return -ENODEV;		/* nothing to keep loaded */
+}
+module_init(vmcprobe_init);
+MODULE_LICENSE("GPL");
+EOF
+    echo 'obj-m := ibmvmc.o vmcprobe.o' >"$G/mod/Kbuild"
     make -C "$hdr" M="$G/mod" ARCH=powerpc CROSS_COMPILE=powerpc64le-linux-gnu- modules >"$G/mod/build.log" 2>&1 \
         || { tail -20 "$G/mod/build.log" >&2; exit 1; }
     cp "$G/root/bin/busybox" "$G/initrd/bin/busybox"
-    cp "$G/mod/ibmvmc.ko" "$G/initrd/"
+    cp "$G/mod/ibmvmc.ko" "$G/mod/vmcprobe.ko" "$G/initrd/"
     cat >"$G/vmcq.c" <<'EOF'
 #include <stdio.h>
 #include <stdint.h>
@@ -146,6 +165,12 @@ done
 insmod /ibmvmc.ko
 i=0; while [ $i -lt 50 ] && ! dmesg | grep -q 'Capabilities:'; do sleep 0.2; i=$((i+1)); done
 /vmcq first
+if [ "${PROBE:-0}" = 1 ]; then
+    n=$(ls -d /proc/device-tree/vdevice/vmc@* | head -1)
+    set -- $(od -An -v -tx1 $n/ibm,my-dma-window | tr -d ' \n' | sed 's/^\(........\).\{32\}\(........\).*/\1 \2/')
+    insmod /vmcprobe.ko liobn=0x$1 riobn=0x$2 2>/dev/null
+    dmesg | grep VMCPROBE | sed 's/^.*VMCPROBE/CHK PROBE/'
+fi
 [ "${SESSION:-0}" = 1 ] && /vmcq session rdma
 echo "CHK WAITING"
 if [ "${RESTART:-0}" = 1 ]; then
@@ -195,7 +220,7 @@ ready() { grep -aq "CHK $2 QUERY rc=0 have_vmc=1 state=3" "$1"; }
 
 # --- fake back-end: device tree and driver state ---------------------------------------------
 backend fake python3 "$VMC_REPO/tests/qemu/fake_vmcd.py" --remote-window-size 0x2000000 --drc-index 0x81000007
-boot fake "$SOCK" ""
+boot fake "$SOCK" "PROBE=1"
 wait "$QPID"
 L="$work/fake.log"
 node=$(grep -a 'CHK NODE' "$L" | tr -d '\r')
@@ -215,6 +240,17 @@ fi
 if ready "$L" first; then pass fake-driver-ready; else fail fake-driver-ready "$(grep -a 'CHK\|ibmvmc' "$L" | tail -5 | tr '\n' ' ')"; fi
 if grep -aq 'CHK first REQUESTVMC rc=0 drc=0x81000007' "$L"; then pass fake-request-vmc-drc
 else fail fake-request-vmc-drc "$(grep -a 'REQUESTVMC' "$L" | head -1)"; fi
+
+# H_COPY_RDMA arguments QEMU rejects itself (PAPR rcs: H_PARAMETER -4, H_SOURCE_PARM -13, H_DEST_PARM -14)
+probe_ok=1
+for pr in "bad-liobn -4" "both-local -4" "src-outside-window -13" "src-unmapped -13" "dst-unmapped -14"; do
+    set -- $pr
+    grep -aq "CHK PROBE $1 $2" "$L" || { probe_ok=0; fail "copy-rdma-rejects-$1" "want rc $2, got: $(grep -a "CHK PROBE $1 " "$L" | tr -d '\r')"; }
+done
+[ "$probe_ok" = 1 ] && pass copy-rdma-validates-liobns-window-and-tce-permissions
+if grep -q 'COPY_RDMA' "$work/fake.backend.log"; then
+    fail copy-rdma-rejected-locally "a rejected H_COPY_RDMA reached the back-end"
+fi
 
 # --- vmcd -----------------------------------------------------------------------------------
 VMCD="$VMC_REPO/src/Vmcd/bin/Release/net10.0/vmcd"
