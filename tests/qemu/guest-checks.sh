@@ -8,6 +8,7 @@
 #     HMC session opens and echoes through the command router (H_COPY_RDMA both ways)
 #   - vmcd killed and restarted mid-run: the guest gets the transport event QEMU writes, the
 #     device reconnects (REG_CRQ with RECONNECT), vmcd re-inits and the driver is ready again
+#   - guest reboot (system reset): the driver probes again and reaches ready again
 # Prints "PASS: name" / "FAIL: name: why" / "SKIP: name: why"; exits non-zero on failure.
 set -uo pipefail
 . "$(dirname "$0")/../../scripts/lib/common.sh"
@@ -179,6 +180,7 @@ if [ "${RESTART:-0}" = 1 ]; then
     /vmcq second
 fi
 echo "CHK DONE"
+[ "${REBOOT:-0}" = 1 ] && reboot -f
 poweroff -f
 EOF
     chmod +x "$G/initrd/init"
@@ -280,6 +282,32 @@ else
     else
         fail vmcd-restart-transport-event-and-reconnect "$(grep -a 'CHK\|spapr-vmc' "$L" | tail -8 | tr '\n' ' ')"
     fi
+fi
+
+# --- system reset: the guest reboots; the device frees the queue and resets vmcd, the driver
+# probes again and reaches ready again (the harness stops QEMU after the second boot) ---------
+if [ -x "$VMCD" ] && backend reset "$VMCD"; then
+    L="$work/reset.log"
+    timeout --kill-after=5 150 "$QEMU" \
+        -M pseries,x-vof=on,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off \
+        -L /usr/share/qemu -vga none -nographic -m 1G \
+        -object memory-backend-memfd,id=ram0,size=1G,share=on -machine memory-backend=ram0 \
+        -chardev "socket,id=vmc0,path=$SOCK,reconnect=1" -device spapr-vmc,chardev=vmc0 \
+        -kernel "$G/vmlinux" -initrd "$G/initrd.gz" -append "console=hvc0 quiet REBOOT=1" \
+        </dev/null >"$L" 2>&1 &
+    QPID=$!; PIDS+=("$QPID")
+    for i in $(seq 1 500); do
+        [ "$(grep -ac 'CHK first QUERY rc=0 have_vmc=1 state=3' "$L")" -ge 2 ] && break
+        kill -0 "$QPID" 2>/dev/null || break; sleep 0.2
+    done
+    kill "$QPID" 2>/dev/null; wait "$QPID" 2>/dev/null
+    if [ "$(grep -ac 'CHK first QUERY rc=0 have_vmc=1 state=3' "$L")" -ge 2 ]; then
+        pass system-reset-driver-ready-again
+    else
+        fail system-reset-driver-ready-again "$(grep -a 'CHK\|ibmvmc\|spapr-vmc' "$L" | tail -6 | tr '\n' ' ')"
+    fi
+else
+    skip system-reset-driver-ready-again "vmcd does not build or start"
 fi
 
 [ "$fails" -eq 0 ]
