@@ -488,10 +488,12 @@ public sealed class VmcEngine
         return rc;
     }
 
+    /// <summary>Counts and (at Debug) logs an entry dropped the way the real hypervisor would drop it.
+    /// Per-entry, so never above Debug: a hostile guest must not be able to flood the log.</summary>
     private void Drop(string what, object? a = null, object? b = null, object? c = null)
     {
         Counters.Dropped++;
-        if (_log.IsEnabled(LogEventLevel.Warning)) _log.Warning("dropped: " + what, a, b, c);
+        if (_log.IsEnabled(LogEventLevel.Debug)) _log.Debug("dropped: " + what, a, b, c);
     }
 
     private static string FormatHmcId(ReadOnlySpan<byte> id)
