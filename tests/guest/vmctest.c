@@ -1,0 +1,271 @@
+/*
+ * vmctest: checks the upstream ibmvmc driver (/dev/ibmvmc) against vmcd from inside the guest.
+ * One line per check:  VMCTEST PASS <name> [detail]  |  VMCTEST FAIL <name> <reason>
+ * and a final         VMCTEST SUMMARY passed=N failed=M   (unless --no-summary).
+ *
+ *   vmctest basic   [--drc 0xN] [--mtu N]   query, requestvmc, sethmcid, router, echo sizes, errors, reopen
+ *   vmctest burst   [--mtu N] [--count N]   pipelined echoes, no loss or reordering
+ *   vmctest twohmc  [--mtu N]               two sessions from two processes (module max_hmcs=2)
+ *   vmctest restart [--mtu N]               session, then wait for vmcd to restart, then a new session
+ * Messages use the HMC command-router format (32-byte big-endian header).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define VMC_IOCTL_SETHMCID   0x8008CC00UL
+#define VMC_IOCTL_QUERY      0x400CCC01UL
+#define VMC_IOCTL_REQUESTVMC 0x4004CC02UL
+
+struct vmc_query { int have_vmc, state, vmc_drc_index; };
+
+enum { HDR = 32, OP_EXCHANGE = 0x0001, OP_CLOSE = 0x0002, OP_ECHO = 0x0103, CAT_ROUTER = 0x8000 };
+
+static int passed, failed, mtu = 4096;
+
+static void pass(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#include <stdarg.h>
+static void report(const char *verdict, const char *name, const char *fmt, va_list ap)
+{
+    printf("VMCTEST %s %s ", verdict, name);
+    vprintf(fmt, ap);
+    printf("\n");
+    fflush(stdout);
+}
+static void pass(const char *name, const char *fmt, ...) { va_list ap; va_start(ap, fmt); report("PASS", name, fmt, ap); va_end(ap); passed++; }
+static void fail(const char *name, const char *fmt, ...) { va_list ap; va_start(ap, fmt); report("FAIL", name, fmt, ap); va_end(ap); failed++; }
+
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+static void put16(uint8_t *p, uint16_t v) { p[0] = v >> 8; p[1] = v; }
+static void put32(uint8_t *p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v; }
+static uint16_t get16(const uint8_t *p) { return p[0] << 8 | p[1]; }
+static uint32_t get32(const uint8_t *p) { return (uint32_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3]; }
+
+/* Builds a router request; returns its length. */
+static int build(uint8_t *m, uint16_t cat, uint16_t op, uint32_t token, const uint8_t *data, int len)
+{
+    memset(m, 0, HDR);
+    m[0] = 0xDE; m[1] = 0xCA; m[2] = 0xFF; m[3] = HDR;
+    put32(m + 4, HDR + len); put32(m + 8, token); put16(m + 12, cat);
+    m[15] = 0x80; put32(m + 16, len); put16(m + 20, op);
+    if (len) memcpy(m + HDR, data, len);
+    return HDR + len;
+}
+
+/* Reads one message with a timeout; returns its length or -errno. */
+static int recv_msg(int fd, uint8_t *buf, double timeout)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    int r = poll(&p, 1, (int)(timeout * 1000));
+    if (r == 0) return -ETIMEDOUT;
+    r = read(fd, buf, mtu);
+    return r < 0 ? -errno : r;
+}
+
+/* One request/response; returns the router return code, or -errno; checks token and echo data. */
+static int call(int fd, uint16_t cat, uint16_t op, uint32_t token, const uint8_t *data, int len)
+{
+    static uint8_t req[65536], resp[65536];
+    int n = build(req, cat, op, token, data, len), r;
+    for (double end = now() + 5; (r = write(fd, req, n)) < 0 && errno == EBUSY && now() < end;) usleep(1000);
+    if (r != n) return r < 0 ? -errno : -EIO;
+    r = recv_msg(fd, resp, 10);
+    if (r < 0) return r;
+    if (r < HDR || resp[0] != 0xDE || get32(resp + 4) != (uint32_t)r || !(resp[15] & 0x40) || get32(resp + 8) != token || get16(resp + 20) != op)
+        return -EPROTO;
+    if (op == OP_ECHO && get16(resp + 22) == 0 && (r != n || memcmp(resp + HDR, data, len)))
+        return -EBADMSG;
+    return get16(resp + 22);
+}
+
+/* Opens /dev/ibmvmc and sets the HMC ID, retrying while the adapter is not ready or has no buffers. */
+static int open_session(const char *id, double timeout, int *err)
+{
+    char hmcid[32] = { 0 };
+    strncpy(hmcid, id, sizeof hmcid);
+    double end = now() + timeout;
+    do {
+        int fd = open("/dev/ibmvmc", O_RDWR);
+        if (fd < 0) { *err = errno; return -1; }
+        if (ioctl(fd, VMC_IOCTL_SETHMCID, hmcid) == 0) {
+            /* Wait for OPEN_RESP: writes say EBUSY while the HMC is opening. */
+            return fd;
+        }
+        *err = errno;
+        close(fd);
+        usleep(100000);
+    } while (now() < end);
+    return -1;
+}
+
+static uint8_t data[65536];
+
+static void check_echo(int fd, int len, uint32_t token)
+{
+    char name[32];
+    snprintf(name, sizeof name, "echo-%d", len);
+    for (int i = 0; i < len; i++) data[i] = (uint8_t)(i * 7 + token);
+    int rc = call(fd, CAT_ROUTER, OP_ECHO, token, data, len);
+    if (rc == 0) pass(name, "data verified");
+    else fail(name, "rc %d", rc);
+}
+
+static int basic(uint32_t drc)
+{
+    int err = 0, rc;
+    struct vmc_query q;
+    int qfd = open("/dev/ibmvmc", O_RDWR);
+    if (qfd < 0) { fail("open", "/dev/ibmvmc: %s", strerror(errno)); return 1; }
+    if (ioctl(qfd, VMC_IOCTL_QUERY, &q) == 0) pass("query-initial", "have_vmc=%d state=%d", q.have_vmc, q.state);
+    else fail("query-initial", "%s", strerror(errno));
+    /* Wait (bounded) until the driver reports state ready (3). */
+    double end = now() + 20;
+    while (ioctl(qfd, VMC_IOCTL_QUERY, &q) == 0 && q.state != 3 && now() < end) usleep(100000);
+    if (q.state == 3 && q.have_vmc) pass("query-ready", "state=%d", q.state);
+    else { fail("query-ready", "adapter never ready (state %d): is the spapr-vmc device there and vmcd running?", q.state); return 1; }
+    uint32_t idx = 0;
+    if (ioctl(qfd, VMC_IOCTL_REQUESTVMC, &idx) != 0) fail("requestvmc", "%s", strerror(errno));
+    else if (drc && idx != drc) fail("requestvmc", "DRC index 0x%x, expected 0x%x", idx, drc);
+    else pass("requestvmc", "DRC index 0x%x", idx);
+    close(qfd);
+
+    int fd = open_session("vmctest-basic", 10, &err);
+    if (fd < 0) { fail("sethmcid", "%s", strerror(err)); return 1; }
+    pass("sethmcid", "ok");
+    rc = call(fd, CAT_ROUTER, OP_ECHO, 1, data, 4);
+    rc == 0x8028 ? pass("router-echo-before-open", "rc 0x8028") : fail("router-echo-before-open", "rc %d", rc);
+    rc = call(fd, CAT_ROUTER, OP_EXCHANGE, 2, NULL, 0);
+    rc == 0 ? pass("router-exchange-ops", "ok") : fail("router-exchange-ops", "rc %d", rc);
+    check_echo(fd, 1, 3);
+    check_echo(fd, 32, 4);
+    check_echo(fd, mtu / 2, 5);
+    check_echo(fd, mtu - HDR, 6);
+    memset(data, 0, sizeof data);
+    rc = write(fd, data, mtu + 1);
+    (rc < 0 && errno == EIO) ? pass("write-over-mtu", "EIO") : fail("write-over-mtu", "write returned %d (%s)", rc, strerror(errno));
+    rc = call(fd, CAT_ROUTER, 0x0777, 7, NULL, 0);
+    rc == 0x8001 ? pass("router-invalid-opcode", "rc 0x8001") : fail("router-invalid-opcode", "rc %d", rc);
+    rc = call(fd, 0x7000, OP_ECHO, 8, data, 1);
+    rc == 0x8024 ? pass("router-invalid-category", "rc 0x8024") : fail("router-invalid-category", "rc %d", rc);
+    rc = call(fd, CAT_ROUTER, OP_CLOSE, 9, NULL, 0);
+    rc == 0 ? pass("router-close", "ok") : fail("router-close", "rc %d", rc);
+    close(fd);
+    usleep(200000);
+    fd = open_session("vmctest-reopen", 10, &err);
+    if (fd < 0) { fail("reopen", "%s", strerror(err)); return 1; }
+    rc = call(fd, CAT_ROUTER, OP_EXCHANGE, 10, NULL, 0);
+    if (rc == 0) rc = call(fd, CAT_ROUTER, OP_ECHO, 11, (const uint8_t *)"again", 5);
+    rc == 0 ? pass("reopen", "new session echoes") : fail("reopen", "rc %d", rc);
+    call(fd, CAT_ROUTER, OP_CLOSE, 12, NULL, 0);
+    close(fd);
+    usleep(200000);
+    return 0;
+}
+
+static int burst(int count, const char *id)
+{
+    int err = 0;
+    int fd = open_session(id, 20, &err);
+    if (fd < 0) { fail("burst-open", "%s", strerror(err)); return 1; }
+    if (call(fd, CAT_ROUTER, OP_EXCHANGE, 1, NULL, 0) != 0) { fail("burst-open", "exchange-ops"); close(fd); return 1; }
+    static uint8_t req[65536], resp[65536];
+    int window = 8, sent = 0, got = 0;
+    double t0 = now();
+    while (got < count) {
+        while (sent < count && sent - got < window) {
+            put32(data, sent);
+            int n = build(req, CAT_ROUTER, OP_ECHO, sent, data, 4);
+            if (write(fd, req, n) != n) { if (errno == EBUSY) break; fail("burst", "write %d: %s", sent, strerror(errno)); close(fd); return 1; }
+            sent++;
+        }
+        int r = recv_msg(fd, resp, 10);
+        if (r < 0) { fail("burst", "read after %d replies: %s", got, strerror(-r)); close(fd); return 1; }
+        if (r != HDR + 4 || get32(resp + 8) != (uint32_t)got || get32(resp + HDR) != (uint32_t)got) {
+            fail("burst", "reply %d out of order or corrupt (token %u)", got, get32(resp + 8)); close(fd); return 1;
+        }
+        got++;
+    }
+    double secs = now() - t0;
+    pass("burst", "%d echoes in order, %.0f msg/s", count, count / secs);
+    call(fd, CAT_ROUTER, OP_CLOSE, 2, NULL, 0);
+    close(fd);
+    usleep(200000);
+    return 0;
+}
+
+static int twohmc(void)
+{
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0) {
+            passed = failed = 0;
+            burst(300, k ? "vmctest-hmc-b" : "vmctest-hmc-a");
+            _exit(failed ? 1 : 0);
+        }
+    }
+    int ok = 1;
+    for (int k = 0; k < 2; k++) { int st; waitpid(kids[k], &st, 0); ok &= WIFEXITED(st) && WEXITSTATUS(st) == 0; }
+    ok ? pass("two-sessions", "two processes, interleaved traffic") : fail("two-sessions", "a session failed");
+    return 0;
+}
+
+static int restart(void)
+{
+    int err = 0;
+    int fd = open_session("vmctest-restart", 20, &err);
+    if (fd < 0) { fail("restart-first-session", "%s", strerror(err)); return 1; }
+    if (call(fd, CAT_ROUTER, OP_EXCHANGE, 1, NULL, 0) != 0) { fail("restart-first-session", "exchange-ops"); return 1; }
+    pass("restart-first-session", "ok");
+    printf("VMCTEST WAITING restart\n");
+    fflush(stdout);
+    uint8_t buf[65536];
+    int r = recv_msg(fd, buf, 60);
+    (r == -EBADFD) ? pass("restart-transport-event", "read returned EBADFD") : fail("restart-transport-event", "read returned %d", r);
+    close(fd);
+    double end = now() + 90;
+    int rc = -1;
+    while (now() < end) {
+        fd = open_session("vmctest-after", 5, &err);
+        if (fd < 0) continue;
+        rc = call(fd, CAT_ROUTER, OP_EXCHANGE, 2, NULL, 0);
+        if (rc == 0) rc = call(fd, CAT_ROUTER, OP_ECHO, 3, (const uint8_t *)"back", 4);
+        close(fd);
+        if (rc == 0) break;
+        usleep(200000);
+    }
+    rc == 0 ? pass("restart-new-session", "echo after vmcd restart") : fail("restart-new-session", "rc %d", rc);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help")) {
+        printf("usage: vmctest basic|burst|twohmc|restart [--drc 0xN] [--mtu N] [--count N] [--no-summary]\n");
+        return argc < 2;
+    }
+    uint32_t drc = 0;
+    int count = 500, summary = 1;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--drc") && i + 1 < argc) drc = strtoul(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--mtu") && i + 1 < argc) mtu = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--count") && i + 1 < argc) count = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-summary")) summary = 0;
+    }
+    if (!strcmp(argv[1], "basic")) basic(drc);
+    else if (!strcmp(argv[1], "burst")) burst(count, "vmctest-burst");
+    else if (!strcmp(argv[1], "twohmc")) twohmc();
+    else if (!strcmp(argv[1], "restart")) restart();
+    else { fprintf(stderr, "unknown test %s\n", argv[1]); return 2; }
+    if (summary) printf("VMCTEST SUMMARY passed=%d failed=%d\n", passed, failed);
+    return failed ? 1 : 0;
+}
