@@ -79,7 +79,7 @@ log "packing the initramfs"
 ird="$work/initramfs"
 mkdir -p "$ird"/{bin,sbin,proc,sys,dev,tmp,lib/modules}
 cp "$root/bin/busybox" "$ird/bin/busybox"
-for a in sh mount insmod rmmod poweroff cat grep dmesg sleep ls echo uname tr sed; do ln -sf busybox "$ird/bin/$a"; done
+for a in sh mount insmod rmmod poweroff cat grep dmesg sleep ls echo uname tr sed tee; do ln -sf busybox "$ird/bin/$a"; done
 cp "$work/ibmvmc/ibmvmc.ko" "$ird/lib/modules/"
 cp "$work/vmctest" "$ird/bin/vmctest"
 cp "$VMC_REPO/tests/guest/init" "$ird/init"
