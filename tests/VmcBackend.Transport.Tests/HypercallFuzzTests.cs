@@ -140,6 +140,8 @@ public class HypercallFuzzTests
             if (conn.Client.SendCrq(entry) != first) Assert.Fail($"round trip {i}: rc changed");
         sw.Stop();
         allocated = GC.GetTotalAllocatedBytes(precise: true) - allocated;
+        var st = fx.Server.Connections[0].Stats;
+        TestContext.Out.WriteLine($"back-end busy per request: {st.BusyTicks * 1e6 / Stopwatch.Frequency / st.Requests:F2} us over {st.Requests} requests");
         double us = sw.Elapsed.TotalMicroseconds / N;
         TestContext.Out.WriteLine($"SEND_CRQ round trip: {us:F2} us ({N / sw.Elapsed.TotalSeconds:F0}/s), {allocated} bytes allocated in the process for {N} round trips");
         // Both ends use preallocated buffers: the steady state must not allocate per message.

@@ -94,6 +94,9 @@ public class MalformedFrameTests
         new("CRQ outside guest memory", (s, r) => { WithTable(s, r); s.Write(VmcUserRequest.RegCrq, V, Crq(256, (2 << 20, 4096)), [r.State.Fd]); }),
         new("CRQ without memory table", (s, r) => s.Write(VmcUserRequest.RegCrq, V, Crq(256, (0, 4096)), [r.State.Fd])),
         new("CRQ state fd is an eventfd", (s, r) => { WithTable(s, r); s.Write(VmcUserRequest.RegCrq, V, Crq(256, (0, 4096)), [r.EventFd]); }),
+        new("CRQ segments not adding up", (s, r) => { WithTable(s, r); s.Write(VmcUserRequest.RegCrq, V, Crq(256, (0, 2048)), [r.State.Fd]); }),
+        new("CRQ segment not a multiple of 16", (s, r) => { WithTable(s, r); s.Write(VmcUserRequest.RegCrq, V, Crq(1, (0, 8), (64, 8)), [r.State.Fd]); }),
+        new("CRQ tail outside the queue", (s, r) => { WithTable(s, r); var p = Crq(256, (0, 4096)); BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(4), 256); s.Write(VmcUserRequest.RegCrq, V, p, [r.State.Fd]); }),
         new("CRQ too many segments", (s, r) => { var p = new byte[16]; BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(12), 255); s.Write(VmcUserRequest.RegCrq, V, p, [r.State.Fd]); }),
         new("RDMA segment count disagrees", (s, r) => { var p = new byte[24 + 16]; BinaryPrimitives.WriteUInt32LittleEndian(p.AsSpan(4), 2); s.Write(VmcUserRequest.CopyRdma, V, p); }),
     ];

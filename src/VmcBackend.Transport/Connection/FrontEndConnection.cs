@@ -211,9 +211,19 @@ public sealed class FrontEndConnection : IDisposable
         if ((flags & ~VmcUserLayout.CrqFlagReconnect) != 0) return Fail($"REG_CRQ: unknown flags 0x{flags:X}");
         if (fds != 1) return Fail($"REG_CRQ: {fds} fds, expected 1 (the state memfd)");
         ReadSegments(p[VmcUserLayout.CrqHeaderSize..], (int)nseg, "REG_CRQ");
+        ulong total = 0;
         for (int i = 0; i < nseg; i++)
-            if (!_memory.Contains(_segments[i].Address, _segments[i].Length))
-                return Fail($"REG_CRQ: queue segment {i} ({_segments[i].Address:X}+{_segments[i].Length:X}) is outside guest memory");
+        {
+            var seg = _segments[i];
+            if (seg.Length == 0 || seg.Length % 16 != 0)
+                return Fail($"REG_CRQ: queue segment {i} is {seg.Length} bytes, not a non-zero multiple of 16");
+            if (!_memory.Contains(seg.Address, seg.Length))
+                return Fail($"REG_CRQ: queue segment {i} ({seg.Address:X}+{seg.Length:X}) is outside guest memory");
+            total += seg.Length;   // at most 254 segments, each inside guest memory: cannot overflow
+        }
+        if (total != (ulong)entries * 16)
+            return Fail($"REG_CRQ: segments add up to {total} bytes, but {entries} entries need {(ulong)entries * 16}");
+        if (tail >= entries) return Fail($"REG_CRQ: tail {tail} is outside a queue of {entries} entries");
         int stateFd = _frames.Fds[0];
         if (!LibC.TryFstat(stateFd, out uint mode, out long size) || (mode & LibC.S_IFMT) != LibC.S_IFREG || size < 8)
             return Fail("REG_CRQ: the state fd is not a memfd of at least 8 bytes");
