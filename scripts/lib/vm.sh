@@ -4,10 +4,11 @@
 VM_PIDS=()
 vm_cleanup() {
     local p
-    for p in "${VM_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${VM_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     sleep 0.2
-    for p in "${VM_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    for p in "${VM_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     VM_PIDS=()
+    return 0
 }
 
 # vm_prepare: build (or take from the cache) QEMU, the guest image and vmcd.
