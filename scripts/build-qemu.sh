@@ -9,7 +9,9 @@
 #                                    content so that only files a patch change touches get a new
 #                                    mtime; ninja then rebuilds just those (build dir: src/build)
 #   qemu/<debver>-<hash>/            installed result, keyed by the patch series + this script
-# A cache hit costs a couple of seconds; cold (download + deps + configure + build) ~5 min on 2 cores.
+# A cache hit costs well under a second; cold (download + configure + build, deps installed) took
+# 596 s on 2 busy cores (fetch 10 s, configure 21 s, ninja 1190 steps); a patch change recompiles
+# only the files it touches.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
@@ -128,13 +130,15 @@ if [ ! -f build/build.ninja ]; then
         >"$BTREE/../configure.log" 2>&1 \
         || { tail -40 "$BTREE/../configure.log" >&2; die "configure failed (log: $BTREE/../configure.log)"; }
 fi
-log "building qemu-system-ppc64 (ninja -j$JOBS; cold ~3-6 min)"
+log "building qemu-system-ppc64 (ninja -j$JOBS; cold ~5-10 min)"
 cd build
 ninja -j"$JOBS" qemu-system-ppc64 >"$BTREE/../ninja.log" 2>&1 &
 npid=$!
+tick=0
 while kill -0 "$npid" 2>/dev/null; do
-    sleep 15
-    kill -0 "$npid" 2>/dev/null && log "  $(grep -oE '^\[[0-9]+/[0-9]+\]' "$BTREE/../ninja.log" | tail -1)"
+    sleep 1; tick=$((tick + 1))
+    [ $((tick % 15)) -eq 0 ] && kill -0 "$npid" 2>/dev/null \
+        && log "  $(grep -oE '^\[[0-9]+/[0-9]+\]' "$BTREE/../ninja.log" | tail -1)"
 done
 wait "$npid" || { grep -B2 -A20 -m3 -E 'error|FAILED' "$BTREE/../ninja.log" >&2 || tail -40 "$BTREE/../ninja.log" >&2
     die "build failed (log: $BTREE/../ninja.log)"; }
