@@ -7,6 +7,7 @@
  *   vmctest burst   [--mtu N] [--count N]   pipelined echoes, no loss or reordering
  *   vmctest twohmc  [--mtu N]               two sessions from two processes (module max_hmcs=2)
  *   vmctest restart [--mtu N]               session, then wait for vmcd to restart, then a new session
+ *   vmctest bench   [--mtu N] [--count N]   echo rate and round trip for 32-byte and MTU messages
  * Messages use the HMC command-router format (32-byte big-endian header).
  */
 #include <errno.h>
@@ -220,6 +221,41 @@ static int twohmc(void)
     return 0;
 }
 
+static int cmp_double(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return x < y ? -1 : x > y; }
+
+/* Sequential echo round trips of 32-byte (header only) and MTU-sized messages: rate and median. */
+static int bench(int count)
+{
+    int err = 0;
+    int fd = open_session("vmctest-bench", 20, &err);
+    if (fd < 0 || call(fd, CAT_ROUTER, OP_EXCHANGE, 1, NULL, 0) != 0) { fail("bench-open", "%s", strerror(err)); return 1; }
+    static double rtt[100000];
+    if (count > 100000) count = 100000;
+    double total = 0;
+    int sizes[2] = { HDR, mtu };
+    for (int k = 0; k < 2; k++) {
+        int len = sizes[k] - HDR;
+        for (int i = 0; i < 100; i++) call(fd, CAT_ROUTER, OP_ECHO, i, data, len);
+        double t0 = now();
+        for (int i = 0; i < count; i++) {
+            double s = now();
+            int rc = call(fd, CAT_ROUTER, OP_ECHO, i, data, len);
+            rtt[i] = (now() - s) * 1e6;
+            if (rc != 0) { fail("bench", "echo %d rc %d", i, rc); close(fd); return 1; }
+        }
+        double secs = now() - t0;
+        total += secs;
+        qsort(rtt, count, sizeof rtt[0], cmp_double);
+        char name[32];
+        snprintf(name, sizeof name, "bench-%d", sizes[k]);
+        pass(name, "msgs_per_s=%.0f median_us=%.1f p99_us=%.1f", count / secs, rtt[count / 2], rtt[count * 99 / 100]);
+    }
+    printf("VMCTEST BENCH total_s=%.3f\n", total);
+    call(fd, CAT_ROUTER, OP_CLOSE, 2, NULL, 0);
+    close(fd);
+    return 0;
+}
+
 static void on_alarm(int sig) { (void)sig; }
 
 static int restart(void)
@@ -259,7 +295,7 @@ static int restart(void)
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help")) {
-        printf("usage: vmctest basic|burst|twohmc|restart [--drc 0xN] [--mtu N] [--count N] [--no-summary]\n");
+        printf("usage: vmctest basic|burst|twohmc|restart|bench [--drc 0xN] [--mtu N] [--count N] [--no-summary]\n");
         return argc < 2;
     }
     uint32_t drc = 0;
@@ -274,6 +310,7 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[1], "burst")) burst(count, "vmctest-burst");
     else if (!strcmp(argv[1], "twohmc")) twohmc();
     else if (!strcmp(argv[1], "restart")) restart();
+    else if (!strcmp(argv[1], "bench")) bench(count);
     else { fprintf(stderr, "unknown test %s\n", argv[1]); return 2; }
     if (summary) printf("VMCTEST SUMMARY passed=%d failed=%d\n", passed, failed);
     return failed ? 1 : 0;

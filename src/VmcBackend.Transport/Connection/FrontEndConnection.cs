@@ -64,7 +64,12 @@ public sealed class FrontEndConnection : IDisposable
                     if (LibC.Poll(&pfd, 1, 1) == 0) { Engine.Pump(); continue; }
                 }
                 var err = _frames.Read(out var header);
-                if (err == FrameError.Closed) { _log.Information("front-end disconnected"); break; }
+                if (err == FrameError.Closed)
+                {
+                    _log.Information("front-end disconnected after {Requests} requests, {BusyMs:F1} ms inside vmcd",
+                        Stats.Requests, Stats.BusyTicks * 1000.0 / Stopwatch.Frequency);
+                    break;
+                }
                 if (err != FrameError.None) { Fail(Describe(err)); break; }
                 long t0 = Stopwatch.GetTimestamp();
                 bool ok = Handle(header);
