@@ -93,7 +93,8 @@ static int call(int fd, uint16_t cat, uint16_t op, uint32_t token, const uint8_t
 static int open_session(const char *id, double timeout, int *err)
 {
     char hmcid[32] = { 0 };
-    strncpy(hmcid, id, sizeof hmcid);
+    /* The driver copies exactly 32 bytes (HMC_ID_LEN); unused bytes stay zero. */
+    memcpy(hmcid, id, strnlen(id, sizeof hmcid));
     double end = now() + timeout;
     do {
         int fd = open("/dev/ibmvmc", O_RDWR);
