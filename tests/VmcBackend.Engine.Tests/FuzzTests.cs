@@ -68,8 +68,8 @@ public class FuzzTests
     [Test]
     public void RandomEntriesAndRdmaNeverBreakTheEngine()
     {
-        int seed = int.TryParse(Environment.GetEnvironmentVariable("VMC_FUZZ_SEED"), out var s) ? s : 20261122;
-        int count = int.TryParse(Environment.GetEnvironmentVariable("VMC_FUZZ_ENTRIES"), out var c) ? c : 100_000;
+        int seed = TestEnv.Int("VMC_FUZZ_SEED", 20261122);
+        int count = TestEnv.Int("VMC_FUZZ_ENTRIES", 100_000);
         TestContext.Out.WriteLine($"fuzz seed {seed} (VMC_FUZZ_SEED), {count} operations");
         var rng = new Random(seed);
 

@@ -1,3 +1,4 @@
+using VmcBackend.Testing;
 using System.Buffers.Binary;
 using System.Net.Sockets;
 using VmcBackend.Transport.Framing;
@@ -16,8 +17,8 @@ public class FrameFuzzTests
     [Test]
     public void RandomFramesNeverBreakTheDaemon()
     {
-        int seed = int.TryParse(Environment.GetEnvironmentVariable("VMC_FRAME_FUZZ_SEED"), out var s) ? s : 4242;
-        int frames = int.TryParse(Environment.GetEnvironmentVariable("VMC_FRAME_FUZZ_FRAMES"), out var c) ? c : 10_000;
+        int seed = TestEnv.Int("VMC_FRAME_FUZZ_SEED", 4242);
+        int frames = TestEnv.Int("VMC_FRAME_FUZZ_FRAMES", 10_000);
         TestContext.Out.WriteLine($"frame fuzz seed {seed} (VMC_FRAME_FUZZ_SEED), {frames} frames");
         var rng = new Random(seed);
         using var fx = new ServerFixture();

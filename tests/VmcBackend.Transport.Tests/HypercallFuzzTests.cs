@@ -1,3 +1,4 @@
+using VmcBackend.Testing;
 using System.Buffers.Binary;
 using System.Diagnostics;
 using VmcBackend.Engine;
@@ -56,8 +57,8 @@ public class HypercallFuzzTests
     [Test]
     public void RandomGuestValuesAlwaysGetAnRcAndKeepTheConnection()
     {
-        int seed = int.TryParse(Environment.GetEnvironmentVariable("VMC_HCALL_FUZZ_SEED"), out var s) ? s : 777;
-        int calls = int.TryParse(Environment.GetEnvironmentVariable("VMC_HCALL_FUZZ_CALLS"), out var c) ? c : 20_000;
+        int seed = TestEnv.Int("VMC_HCALL_FUZZ_SEED", 777);
+        int calls = TestEnv.Int("VMC_HCALL_FUZZ_CALLS", 20_000);
         TestContext.Out.WriteLine($"hypercall fuzz seed {seed} (VMC_HCALL_FUZZ_SEED), {calls} calls");
         var rng = new Random(seed);
         using var fx = new ServerFixture();
