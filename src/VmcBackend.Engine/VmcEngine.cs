@@ -445,15 +445,13 @@ public sealed class VmcEngine
 
     private void ResetChannel(string why)
     {
-        bool any = false;
         foreach (var hmc in _hmcs)
         {
             if (hmc.IsOpen) EndSession(hmc, why);
             hmc.ClearOutbound();
             hmc.ForgetBuffers();
-            any = true;
         }
-        if (State == AdapterState.Ready && any) _log.Information("VMC channel reset: {Why}", why);
+        if (State == AdapterState.Ready) _log.Information("VMC channel reset: {Why}", why);
         Mtu = PoolSize = HmcCount = 0;
         if (State != AdapterState.NoQueue) State = AdapterState.WaitInit;
     }

@@ -196,14 +196,13 @@ public sealed class FrontEndConnection : IDisposable
         return ReplyU64(h.Request, 0);
     }
 
-    private bool ReadSegments(ReadOnlySpan<byte> p, int count, string what)
+    private void ReadSegments(ReadOnlySpan<byte> p, int count)
     {
         for (int i = 0; i < count; i++)
         {
             var s = p.Slice(i * VmcUserLayout.SegmentSize);
             _segments[i] = new GuestSegment(BinaryPrimitives.ReadUInt64LittleEndian(s), BinaryPrimitives.ReadUInt64LittleEndian(s[8..]));
         }
-        return true;
     }
 
     private unsafe bool RegCrq(in VmcUserHeader h, ReadOnlySpan<byte> p, int fds)
@@ -215,7 +214,7 @@ public sealed class FrontEndConnection : IDisposable
             return Fail($"REG_CRQ: {nseg} segments in a {p.Length}-byte payload");
         if ((flags & ~VmcUserLayout.CrqFlagReconnect) != 0) return Fail($"REG_CRQ: unknown flags 0x{flags:X}");
         if (fds != 1) return Fail($"REG_CRQ: {fds} fds, expected 1 (the state memfd)");
-        ReadSegments(p[VmcUserLayout.CrqHeaderSize..], (int)nseg, "REG_CRQ");
+        ReadSegments(p[VmcUserLayout.CrqHeaderSize..], (int)nseg);
         ulong total = 0;
         for (int i = 0; i < nseg; i++)
         {
@@ -246,7 +245,7 @@ public sealed class FrontEndConnection : IDisposable
         ulong length = BinaryPrimitives.ReadUInt64LittleEndian(p[8..]), remote = BinaryPrimitives.ReadUInt64LittleEndian(p[16..]);
         if (nseg > VmcUserLayout.MaxSegments || p.Length != VmcUserLayout.RdmaHeaderSize + nseg * VmcUserLayout.SegmentSize)
             return Fail($"COPY_RDMA: {nseg} segments in a {p.Length}-byte payload");
-        ReadSegments(p[VmcUserLayout.RdmaHeaderSize..], (int)nseg, "COPY_RDMA");
+        ReadSegments(p[VmcUserLayout.RdmaHeaderSize..], (int)nseg);
         long rc = Engine.CopyRdma((RdmaDirection)dir, remote, length, _segments.AsSpan(0, (int)nseg));
         return ReplyU64(h.Request, (ulong)rc);
     }
