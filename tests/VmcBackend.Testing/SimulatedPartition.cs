@@ -228,7 +228,7 @@ public sealed class SimulatedPartition
         int id = GetFreeHmcBuffer(_hmcs[crq.HmcIndex]);
         if (id < 0) { SendMessage(VmcMessageType.RemoveBufferResponse, VmcStatus.NoBuffer, crq.Session, crq.HmcIndex, CrqEntry.InvalidBufferId); return; }
         ref var b = ref _hmcs[crq.HmcIndex].Buffers[id];
-        if (b.Valid) FreeDmaBuffer(b.LocalIoba);
+        if (b.Valid) FreeDmaBuffer(b.LocalIoba, b.Size);
         b = default;
         SendMessage(VmcMessageType.RemoveBufferResponse, VmcStatus.Success, crq.Session, crq.HmcIndex, (ushort)id);
     }
@@ -297,7 +297,7 @@ public sealed class SimulatedPartition
         hmc.Head = hmc.Tail = 0;
         for (int i = 0; i < hmc.Buffers.Length; i++)
         {
-            if (hmc.Buffers[i].Valid) FreeDmaBuffer(hmc.Buffers[i].LocalIoba);
+            if (hmc.Buffers[i].Valid) FreeDmaBuffer(hmc.Buffers[i].LocalIoba, hmc.Buffers[i].Size);
             hmc.Buffers[i] = default;
         }
     }
@@ -318,6 +318,7 @@ public sealed class SimulatedPartition
         return -1;
     }
 
+    /// <summary>Reuses a freed DMA buffer of the same size; the pool holds one size (the MTU) at a time.</summary>
     private ulong AllocDmaBuffer(int size)
     {
         if (_freeDmaSize == size && _freeDma.Count > 0) return _freeDma.Pop();
@@ -325,10 +326,11 @@ public sealed class SimulatedPartition
         return _p.AllocDma(size);
     }
 
-    private void FreeDmaBuffer(ulong ioba)
+    /// <summary>Returns a buffer to the pool if it has the pool's size (a buffer from before an MTU
+    /// renegotiation is simply not reused: a smaller one must never be handed out as larger).</summary>
+    private void FreeDmaBuffer(ulong ioba, int size)
     {
-        if (_freeDma.Count == 0 && _freeDmaSize != MaxMtu) _freeDmaSize = MaxMtu;
-        _freeDma.Push(ioba);
+        if (size == _freeDmaSize) _freeDma.Push(ioba);
     }
 
     private void SendMessage(VmcMessageType type, VmcStatus status, byte session, byte index, ushort bufferId, uint word = 0)
