@@ -79,7 +79,7 @@ using (var fe = new FrontEnd(sock, 16 << 20))
         if (fe.Client.SendCrq(init) != 0) throw new Exception("SEND_CRQ failed");
         if (fe.TakeInterrupts() == 0) throw new Exception("no interrupt");
         uint slot = (fe.PublishedTail + entries - 1) % entries;
-        ulong gpa = SlotAddress(segs, slot);
+        if (!VmcBackend.Engine.Crq.CrqWriter.TryLocateSlot(segs, slot, out ulong gpa)) throw new Exception("slot outside queue");
         if (!fe.GuestMemory.TryReadByteAcquire(gpa, out byte v) || v != 0xC0) throw new Exception("no entry in the guest queue");
         fe.GuestMemory.TryWriteByteRelease(gpa, 0);
     });
@@ -209,13 +209,6 @@ static double AllocationsPerMessage(string dir, bool quick)
     long before = GC.GetTotalAllocatedBytes(true);
     for (int i = 0; i < n; i++) Echo();
     return (GC.GetTotalAllocatedBytes(true) - before) / (double)n;
-}
-
-static ulong SlotAddress(VmcBackend.Engine.Memory.GuestSegment[] segs, uint slot)
-{
-    ulong off = slot * 16UL;
-    foreach (var s in segs) { if (off < s.Length) return s.Address + off; off -= s.Length; }
-    throw new Exception("slot outside queue");
 }
 
 static long Rss(int pid)

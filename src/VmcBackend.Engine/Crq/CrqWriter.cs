@@ -31,9 +31,9 @@ public sealed class CrqWriter
     public uint Entries { get; private set; }
     public uint Tail { get; private set; }
     public int BacklogCount => _backlogCount;
-    /// <summary>Entries written since the last <see cref="TakeWritten"/>.</summary>
-    private int _written;
+    /// <summary>Entries written since the queue was first registered.</summary>
     public long TotalWritten { get; private set; }
+    private int _written;   // since the last TakeWritten
 
     /// <summary>Validates and adopts a queue. Returns false (nothing adopted) when the layout is invalid.</summary>
     public bool Register(ReadOnlySpan<GuestSegment> segments, uint entries, uint tail)
@@ -117,12 +117,14 @@ public sealed class CrqWriter
         return SlotResult.Written;
     }
 
-    private bool TryLocate(uint slot, out ulong gpa)
+    private bool TryLocate(uint slot, out ulong gpa) => TryLocateSlot(_segments.AsSpan(0, _segmentCount), slot, out gpa);
+
+    /// <summary>Guest-physical address of CRQ slot <paramref name="slot"/> in a queue laid out as <paramref name="segments"/>.</summary>
+    public static bool TryLocateSlot(ReadOnlySpan<GuestSegment> segments, uint slot, out ulong gpa)
     {
         ulong offset = (ulong)slot * CrqEntry.Size;
-        for (int i = 0; i < _segmentCount; i++)
+        foreach (var s in segments)
         {
-            var s = _segments[i];
             if (offset < s.Length) { gpa = s.Address + offset; return true; }
             offset -= s.Length;
         }
