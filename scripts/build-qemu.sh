@@ -19,41 +19,12 @@ PATCH_DIR="$VMC_REPO/qemu-patches"
 JOBS=${QEMU_BUILD_JOBS:-$(nproc)}
 [ "$JOBS" -gt 2 ] || JOBS=2
 
-# --- deb-src + Debian source version ---------------------------------------------------------
-enable_deb_src() {
-    local f changed=0
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        grep -q 'deb.debian.org' "$f" || continue
-        if grep -qE '^Types: *deb *$' "$f"; then
-            sed -i -E 's/^Types: *deb *$/Types: deb deb-src/' "$f"
-            changed=1
-        fi
-    done
-    if [ -f /etc/apt/sources.list ] && grep -qE '^deb +http' /etc/apt/sources.list \
-        && ! grep -qE '^deb-src ' /etc/apt/sources.list; then
-        sed -n -E 's/^deb (http.*)$/deb-src \1/p' /etc/apt/sources.list >>/etc/apt/sources.list
-        changed=1
-    fi
-    if [ "$changed" = 1 ]; then
-        log "enabled deb-src; apt-get update"
-        # The security index can fail for foreign architectures (see platform facts): tolerate it
-        # as long as the qemu source record is then known.
-        apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 || log "apt-get update reported errors (continuing)"
-    fi
-}
-src_version() { apt-cache showsrc qemu 2>/dev/null | sed -n 's/^Version: //p' | sort -V | tail -1; }
-
-DEBVER=$(src_version || true)
-if [ -z "$DEBVER" ]; then
-    with_apt_lock bash -c "$(declare -f enable_deb_src log); enable_deb_src"
-    DEBVER=$(src_version || true)
-    if [ -z "$DEBVER" ]; then
-        with_apt_lock apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 || log "apt-get update reported errors (continuing)"
-        DEBVER=$(src_version || true)
-    fi
-fi
-[ -n "$DEBVER" ] || die "no qemu source package known to apt (deb-src not enabled?)"
+# --- Debian source version, through the private apt root (host /etc/apt is never touched) ----
+. "$VMC_REPO/scripts/lib/apt.sh"
+papt_update
+QEMU_SERIES=${QEMU_SERIES:-7.2}
+DEBVER=$(papt_cache showsrc qemu 2>/dev/null | sed -n 's/^Version: //p' | grep -E "^1:${QEMU_SERIES//./\\.}[.+]" | sort -V | tail -1)
+[ -n "$DEBVER" ] || die "no qemu $QEMU_SERIES source package in Debian ($PAPT_SUITES_SRC; private apt root $PAPT_ROOT, see $PAPT_ROOT/update.log)"
 VERKEY=${DEBVER//:/_}
 
 HASH=$(hash_inputs "$PATCH_DIR" "$VMC_REPO/scripts/build-qemu.sh")
@@ -83,8 +54,7 @@ PRISTINE="$SRC_ROOT/pristine"
 if [ ! -f "$SRC_ROOT/.done" ]; then
     log "fetching qemu $DEBVER source (apt-get source)"
     rm -rf "$SRC_ROOT"; mkdir -p "$SRC_ROOT/dl"
-    (cd "$SRC_ROOT/dl" && apt-get source -qq "qemu=$DEBVER" >"$SRC_ROOT/apt-source.log" 2>&1) \
-        || { tail -20 "$SRC_ROOT/apt-source.log" >&2; die "apt-get source qemu failed"; }
+    papt_source "$SRC_ROOT/dl" "qemu=$DEBVER"
     d=$(find "$SRC_ROOT/dl" -mindepth 1 -maxdepth 1 -type d -name 'qemu-*' | head -1)
     [ -n "$d" ] && [ -f "$d/VERSION" ] || die "apt-get source did not unpack a qemu tree"
     mv "$d" "$PRISTINE"
