@@ -22,10 +22,8 @@ vm_prepare() {
     INITRD=$(sed -n 's/^INITRD=//p' <<<"$out" | tail -1)
     GUEST_ABI=$(sed -n 's/^GUEST_ABI=//p' <<<"$out" | tail -1)
     [ -x "$QEMU" ] && [ -f "$KERNEL" ] && [ -f "$INITRD" ] || die "QEMU/guest build did not produce its files"
-    log "building vmcd"
-    dotnet build "$VMC_REPO/src/Vmcd/Vmcd.csproj" -c Release -nologo -v q >/tmp/vmcd-build.log 2>&1 \
-        || { cat /tmp/vmcd-build.log >&2; die "building vmcd failed"; }
-    VMCD="$VMC_REPO/src/Vmcd/bin/Release/net10.0/vmcd"
+    out=$("$VMC_REPO/scripts/build-vmcd.sh") || die "building vmcd failed (see above)"
+    VMCD=$(sed -n 's/^VMCD=//p' <<<"$out" | tail -1)
 }
 
 # vmcd_start SOCKET LOG [vmcd options...]: start vmcd, wait until it listens. Sets VMCD_PID.
