@@ -81,7 +81,7 @@ start_qemu() {
     local i; for i in $(seq 1 100); do [ -S "$QMP" ] && return 0; sleep 0.05; done
     return 1
 }
-# qmp SOCKET CMD...: run QMP commands; prints "<milliseconds> <last reply as JSON>"
+# qmp SOCKET CMD...: run QMP commands (a name, or a JSON object); prints "<milliseconds> <last reply>"
 qmp() {
     python3 - "$@" <<'PY'
 import json, socket, sys, time
@@ -92,7 +92,7 @@ s.connect(sys.argv[1])
 f = s.makefile("rw")
 f.readline()
 for cmd in ["qmp_capabilities"] + sys.argv[2:]:
-    f.write(json.dumps({"execute": cmd}) + "\n"); f.flush()
+    f.write((cmd if cmd.startswith("{") else json.dumps({"execute": cmd})) + "\n"); f.flush()
     while True:
         r = json.loads(f.readline())
         if "return" in r or "error" in r:
@@ -189,12 +189,16 @@ check_dt() {
     else pass "$name"; echo "    ${node//$'\n'/ }" | tr -s '\t ' ' ' >&2
     fi
 }
-run_qemu dt 30 "${MACHINE[@]}" "${MEMFD[@]}" -machine dumpdtb="$work/dt.dtb" -chardev "$NB" -device spapr-vmc,chardev=vmc0
-[ "$RC" -eq 0 ] && check_dt dt-node-two-windows "$work/dt.dtb" 0x2000000 || fail dt-node-two-windows "QEMU rc $RC: $(head -c 300 "$work/dt.out")"
-run_qemu dt-props 30 "${MACHINE[@]}" "${MEMFD[@]}" -machine dumpdtb="$work/dt-props.dtb" -chardev "$NB" \
-    -device spapr-vmc,chardev=vmc0,riobn=0x12345678,remote-window-size=64M
-[ "$RC" -eq 0 ] && check_dt dt-riobn-and-window-size "$work/dt-props.dtb" 0x4000000 0x12345678 \
-    || fail dt-riobn-and-window-size "QEMU rc $RC: $(head -c 300 "$work/dt-props.out")"
+# dump_dt NAME DEVICE-OPTIONS: the device tree of a paused QEMU (QMP dumpdtb), in $work/NAME.dtb
+dump_dt() {
+    start_qemu "$1" -chardev "$NB" -device "spapr-vmc,chardev=vmc0$2" \
+        && qmp "$QMP" "{\"execute\": \"dumpdtb\", \"arguments\": {\"filename\": \"$work/$1.dtb\"}}" >/dev/null
+    stop_qemu
+}
+dump_dt dt ""
+check_dt dt-node-two-windows "$work/dt.dtb" 0x2000000
+dump_dt dt-props ",riobn=0x12345678,remote-window-size=64M"
+check_dt dt-riobn-and-window-size "$work/dt-props.dtb" 0x4000000 0x12345678
 
 # --- set-up against the fake back-end (QEMU paused: no guest needed) -----------------------
 start_backend ok --remote-window-size 0x2000000 || fail fake-start "the fake back-end did not start"
