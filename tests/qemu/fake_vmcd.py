@@ -18,6 +18,7 @@ Modes (--mode) that misbehave on purpose:
   no-reply           read requests but never answer them
   channel-failed     send CHANNEL_FAILED (reason 2) right after the first REG_CRQ
   bad-oq             after the first REG_CRQ, publish an oq_prod 5000 entries ahead
+  ignore-sq          never consume the submission ring (the slot is still served)
 
 Every event is logged to stderr as one "fake-vmcd: ..." line.
 """
@@ -267,6 +268,8 @@ class Conn:
             self.channel_failed(1, "output backlog overflow")
 
     def ring(self):
+        if self.args.mode == "ignore-sq":
+            return
         prod = self.u32(O_SQ_PROD)
         n = (prod - self.sq_cons) & 0xFFFFFFFF
         if n > SQ_N:
@@ -390,7 +393,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--socket", required=True)
     p.add_argument("--mode", default="ok",
-                   choices=["ok", "bad-version", "refuse-features", "no-reply", "channel-failed", "bad-oq"])
+                   choices=["ok", "bad-version", "refuse-features", "no-reply", "channel-failed", "bad-oq",
+                            "ignore-sq"])
     p.add_argument("--remote-window-size", type=num, default=0x2000000)
     p.add_argument("--drc-index", type=num, default=0x81000001)
     p.add_argument("--max-mtu", type=num, default=4096)

@@ -141,6 +141,7 @@ if [ -n "${PROBE:-}" ]; then     # raw hypercalls instead of the driver: PROBE=n
     set -- $(od -An -v -tx1 $n/ibm,my-dma-window | tr -d ' \n' | sed 's/^\(........\).\{32\}\(........\).*/\1 \2/')
     insmod /vmcprobe.ko mode=$PROBE liobn=0x$1 riobn=0x$2 2>/dev/null
     dmesg | grep VMCPROBE | sed 's/^.*VMCPROBE/CHK PROBE/'
+    sleep 3     # time for QEMU to reconnect to a back-end it lost
     echo "CHK DONE"
     poweroff -f
 fi
@@ -283,7 +284,7 @@ boot probe-backend "$SOCK" "PROBE=backend"
 wait "$QPID"
 probe_checks hcalls-with-backend "$work/probe-backend.log" "${ARG_CHECKS[@]}" \
     "be-reg-crq 0" "be-send-crq-bad-valid -4" "be-send-crq-bad-init-type -4" "be-send-crq-transport-event -4" \
-    "be-send-crq-init 0" "be-init-response 1" "be-copy-to-remote 0" "be-copy-from-remote 0" \
+    "be-send-crq-init 0" "be-init-response 1" "be-queue-slot0 $((0xC002))" "be-copy-to-remote 0" "be-copy-from-remote 0" \
     "be-rdma-roundtrip-differs 0" "be-copy-span-to-remote 0" "be-copy-span-from-remote 0" \
     "be-span-roundtrip-first-bad-byte -1" "be-remote-outside-window -15" "be-request-vmc 0" \
     "be-drc 0x81000009" "be-free-crq 0" "be-send-crq-after-free 2" "done 0"
@@ -295,6 +296,33 @@ else
     fail copy-rdma-rejects-stay-in-qemu "$n COPY_RDMA requests reached the back-end (want 5, one with 2 segments): $(grep 'COPY_RDMA' "$work/probe.backend.log" | tr '\n' ' ')"
 fi
 kill "$BPID" 2>/dev/null; wait "$BPID" 2>/dev/null
+
+# --- back-ends that break the protocol once the guest has a queue: QEMU declares them lost,
+# says why, gives the guest its transport event and reconnects --------------------------------
+for case in "channel-failed|the back-end failed the channel (reason 2): fake-vmcd was told to fail" \
+            "bad-oq|the back-end's output ring holds 5000 entries (it has 1024)" \
+            "ignore-sq|the back-end consumed no submission for 1000 ms"; do
+    mode=${case%%|*}; want=${case#*|}
+    backend "$mode" python3 "$VMC_REPO/tests/qemu/fake_vmcd.py" --mode "$mode"
+    boot "lost-$mode" "$SOCK" "PROBE=backend"
+    wait "$QPID"
+    if ! grep -aqF "spapr-vmc: $want" "$work/lost-$mode.log"; then
+        fail "backend-lost-$mode" "QEMU did not say '$want': $(grep -a 'spapr-vmc' "$work/lost-$mode.log" | head -3 | tr '\n' ' ')"
+    elif ! grep -aq 'CHK PROBE done 0' "$work/lost-$mode.log"; then
+        fail "backend-lost-$mode" "the guest did not finish its hypercalls: $(tail -3 "$work/lost-$mode.log" | tr '\n' ' ')"
+    elif ! grep -q '^fake-vmcd: connection 2$' "$work/$mode.backend.log"; then
+        fail "backend-lost-$mode" "QEMU did not reconnect"
+    else
+        pass "backend-lost-$mode"
+    fi
+    kill "$BPID" 2>/dev/null; wait "$BPID" 2>/dev/null
+done
+# the ignored submission (the guest's init) costs the back-end the connection; the transport
+# event lands in the guest's queue where the init response would have been
+grep -aq 'CHK PROBE be-send-crq-init 0' "$work/lost-ignore-sq.log" \
+    && grep -aq "CHK PROBE be-queue-slot0 $((0xFF02))" "$work/lost-ignore-sq.log" \
+    && pass backend-lost-ignore-sq-guest-sees-event \
+    || fail backend-lost-ignore-sq-guest-sees-event "$(grep -a 'be-send-crq-init\|be-init-response' "$work/lost-ignore-sq.log" | tr '\n' ' ')"
 
 # --- lifecycle: guest before back-end, back-end stopped (never freeze), resumed, restarted ----
 QMP="$work/qmp.sock"

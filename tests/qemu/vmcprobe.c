@@ -112,6 +112,7 @@ static void check_backend(void)
 		msleep(10);
 	rmb();
 	report("be-init-response", queue[0] == 0xC0 && queue[1] == 0x02);
+	report("be-queue-slot0", queue[0] << 8 | queue[1]);
 
 	for (i = 0; i < 64; i++)
 		data[i] = 0x40 + i;
