@@ -219,6 +219,21 @@ stop_qemu
 if [ -s "$work/setup.out" ]; then fail setup-quiet "QEMU printed: $(head -c 300 "$work/setup.out")"; else pass setup-quiet; fi
 kill "$BPID"; wait "$BPID" 2>/dev/null
 
+# memory hotplug: the MemoryListener sends the new table (feature MEM_TABLE_UPDATES)
+start_backend hotplug || fail fake-start "the fake back-end did not start"
+start_qemu hotplug -m 1G,slots=2,maxmem=2G -chardev "socket,id=vmc0,path=$SOCK,reconnect-ms=1000" -device spapr-vmc,chardev=vmc0
+wait_file "$work/hotplug.backend.log" 10 'channel size 0x8000'
+qmp "$QMP" '{"execute": "object-add", "arguments": {"qom-type": "memory-backend-memfd", "id": "m1", "size": 268435456, "share": true}}' \
+    '{"execute": "device_add", "arguments": {"driver": "pc-dimm", "id": "d1", "memdev": "m1"}}' >"$work/hotplug.qmp.out"
+if wait_file "$work/hotplug.backend.log" 10 'region 1: gpa 0x40000000 size 0x10000000 offset 0x0 sealed' \
+    && [ "$(grep -c 'request SET_MEM_TABLE' "$work/hotplug.backend.log")" -eq 2 ]; then
+    pass memory-hotplug-updates-table
+else
+    fail memory-hotplug-updates-table "QMP: $(cat "$work/hotplug.qmp.out"); back-end: $(grep 'MEM_TABLE\|region' "$work/hotplug.backend.log" | tr '\n' ' ')"
+fi
+stop_qemu
+kill "$BPID"; wait "$BPID" 2>/dev/null
+
 # backend_refused NAME "QEMU message" FAKE-ARGS...: QEMU keeps running (QMP answers), prints the
 # message once although it reconnects every second, and connects again
 backend_refused() {
