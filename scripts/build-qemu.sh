@@ -12,11 +12,13 @@
 # Cache layout (outside the clone, under $VMC_CACHE):
 #   tools/meson-<ver>/               unpacked meson .deb (dpkg-deb -x)
 #   qemu/src/<debver>/pristine/      unpacked `apt-get source qemu` (Debian quilt series applied)
-#   qemu/build/<debver>/src/         persistent build tree: pristine + our patches, synced by
-#                                    content so that only files a patch change touches get a new
-#                                    mtime; ninja then rebuilds just those (build dir: src/build)
+#   qemu/build/<debver>/src/         persistent build tree: pristine + our patches; a patch
+#                                    change copies only the files whose content changed, so ninja
+#                                    rebuilds just what they touch (build dir: src/build)
 #   qemu/<debver>-<hash>/            installed result, keyed by the patch series + this script
-# A cache hit costs well under a second. Measured figures: README ("Build times").
+# Measured on 2 cores shared with other builds (load 10-25): cold = source fetch 17 s, meson
+# unpack 9 s, configure 78 s, ninja 1263 steps 994 s; a change to one .c file of the series
+# rebuilds in ~20 s (ninja 3 steps, 10 s); a cache hit takes ~2 s.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
@@ -68,8 +70,13 @@ apt_ensure dpkg-dev ninja-build pkg-config python3 python3-venv build-essential 
     libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev rsync patch
 
 # --- meson >= 1.5 from bookworm-backports, unpacked (not installed) ----------------------------
-MESON_VER=$(papt_cache madison meson 2>/dev/null | awk -F'|' '$3 ~ /Packages/ { gsub(/ /, "", $2); print $2 }' \
-    | sort -uV | tail -1)
+# An unpacked meson >= 1.5 is reused; otherwise the newest one the private apt root offers.
+MESON_VER=$(ls -d "$VMC_CACHE"/tools/meson-* 2>/dev/null | sed 's|.*/meson-||' | sort -V | tail -1)
+if [ -z "$MESON_VER" ] || ! dpkg --compare-versions "$MESON_VER" ge 1.5 \
+    || [ ! -x "$VMC_CACHE/tools/meson-$MESON_VER/usr/bin/meson" ]; then
+    MESON_VER=$(papt_cache madison meson 2>/dev/null | awk -F'|' '$3 ~ /Packages/ { gsub(/ /, "", $2); print $2 }' \
+        | sort -uV | tail -1)
+fi
 [ -n "$MESON_VER" ] && dpkg --compare-versions "$MESON_VER" ge 1.5 \
     || die "QEMU 10 needs meson >= 1.5; the private apt root offers '${MESON_VER:-none}' (bookworm-backports missing? see $PAPT_ROOT/update.log)"
 MESON="$VMC_CACHE/tools/meson-$MESON_VER"
@@ -78,11 +85,12 @@ if [ ! -x "$MESON/usr/bin/meson" ]; then
     papt_download "$VMC_CACHE/tools/debs" "meson=$MESON_VER"
     rm -rf "$MESON.tmp"; mkdir -p "$MESON.tmp"
     dpkg-deb -x "$(ls "$VMC_CACHE/tools/debs/meson_${MESON_VER#*:}"_*.deb | head -1)" "$MESON.tmp"
+    PYTHONPATH="$MESON.tmp/usr/lib/python3/dist-packages" "$MESON.tmp/usr/bin/meson" --version >/dev/null 2>&1 \
+        || die "the meson unpacked into $MESON.tmp does not run"
     rm -rf "$MESON"; mv "$MESON.tmp" "$MESON"
 fi
 export PATH="$MESON/usr/bin:$PATH"
 export PYTHONPATH="$MESON/usr/lib/python3/dist-packages${PYTHONPATH:+:$PYTHONPATH}"
-meson --version >/dev/null 2>&1 || die "the unpacked meson in $MESON does not run"
 
 # --- pristine source (per Debian version), Debian's quilt series applied -----------------------
 SRC_ROOT="$VMC_CACHE/qemu/src/$VERKEY"
@@ -109,24 +117,51 @@ if [ ! -f "$SRC_ROOT/.done" ]; then
     log "source ready in $((SECONDS - tf)) s"
 fi
 
-# --- patched copy ---------------------------------------------------------------------------
-STAGE=$(mktemp -d "$VMC_CACHE/qemu/stage.XXXXXX")
-trap 'rm -rf "$STAGE"' EXIT
-cp -a "$PRISTINE" "$STAGE/src"
+# --- patched files: only the files the series touches are copied and patched ---------------
+SERIES_PATCHES=()
 if [ -f "$PATCH_DIR/series" ]; then
     while read -r p _; do
         case "$p" in ''|'#'*) continue ;; esac
-        log "applying $p"
-        patch -d "$STAGE/src" -p1 -s -N --no-backup-if-mismatch <"$PATCH_DIR/$p" >&2 \
-            || die "patch $p does not apply to qemu $DEBVER"
+        SERIES_PATCHES+=("$PATCH_DIR/$p")
     done <"$PATCH_DIR/series"
 fi
+now=$(cat "${SERIES_PATCHES[@]}" /dev/null | sed -n 's|^+++ b/||p; s|^--- a/||p' | sort -u)
+STAGE=$(mktemp -d "$VMC_CACHE/qemu/stage.XXXXXX")
+trap 'rm -rf "$STAGE"' EXIT
+while read -r f; do
+    [ -n "$f" ] && [ -f "$PRISTINE/$f" ] || continue
+    mkdir -p "$STAGE/$(dirname "$f")"; cp -p "$PRISTINE/$f" "$STAGE/$f"
+done <<<"$now"
+for p in "${SERIES_PATCHES[@]}"; do
+    log "applying ${p##*/}"
+    patch -d "$STAGE" -p1 -s -N --no-backup-if-mismatch <"$p" >&2 || die "patch ${p##*/} does not apply to qemu $DEBVER"
+done
 
-# --- persistent build tree: sync by content so only changed files get new mtimes --------------
+# --- persistent build tree: a file is copied only when its content changed, so only it gets a
+# new mtime and ninja rebuilds just what it touches. Only files the series touches now or
+# touched in the last build can differ from the pristine tree. -------------------------------
 BTREE="$VMC_CACHE/qemu/build/$VERKEY/src"
-mkdir -p "$BTREE"
+TOUCHED="$BTREE/../touched-files"
 DEVMAK=configs/devices/ppc64-softmmu/vmc.mak
-rsync -rlc --delete --exclude=/build/ --exclude=/.pc/ --exclude="/$DEVMAK" "$STAGE/src/" "$BTREE/"
+if [ ! -f "$TOUCHED" ]; then
+    mkdir -p "$BTREE"
+    sed 's|^|/|' <<<"$now" >"$STAGE.exclude"
+    rsync -rlc --delete --exclude=/build/ --exclude=/.pc/ --exclude="/$DEVMAK" --exclude-from="$STAGE.exclude" \
+        "$PRISTINE/" "$BTREE/"
+    rm -f "$STAGE.exclude"
+    : >"$TOUCHED"
+fi
+while read -r f; do
+    [ -n "$f" ] || continue
+    # touched now: the patched file (absent if a patch deletes it); only before: back to pristine
+    if grep -qxF -- "$f" <<<"$now"; then src="$STAGE/$f"; else src="$PRISTINE/$f"; fi
+    if [ ! -f "$src" ]; then
+        rm -f "$BTREE/$f"
+    elif ! cmp -s "$src" "$BTREE/$f"; then
+        mkdir -p "$(dirname "$BTREE/$f")"; cp "$src" "$BTREE/$f"
+    fi
+done < <(printf '%s\n' "$now" | cat - "$TOUCHED" | sort -u)
+printf '%s\n' "$now" >"$TOUCHED"
 rm -rf "$STAGE"; trap - EXIT
 
 # Lean device set; only rewritten when it changes, so ninja does not reconfigure needlessly.
