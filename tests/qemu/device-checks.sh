@@ -163,6 +163,12 @@ if start_qemu nobackend -chardev "$NB" -device spapr-vmc,chardev=vmc0 \
 else
     fail starts-without-backend "$(head -c 300 "$work/nobackend.out")"
 fi
+read -r ms reply < <(qmp "$QMP" '{"execute": "migrate", "arguments": {"uri": "exec:cat >/dev/null"}}')
+if [[ "$reply" == *'spapr-vmc: the VMC state lives in the back-end and cannot be migrated'* ]]; then
+    pass migration-blocked
+else
+    fail migration-blocked "migrate answered: $reply"
+fi
 stop_qemu
 
 # --- device tree -------------------------------------------------------------------------
