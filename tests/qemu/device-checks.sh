@@ -270,12 +270,13 @@ backend_refused backend-too-many-segments "spapr-vmc: the back-end offers 300 RD
 # --- real vmcd ----------------------------------------------------------------------------
 # vmcd speaks vmc-user version 1 until the "transport" work lands version 2; the lead sets
 # VMC_VMCD_V2=1 (or removes this switch) at the merge.
+# VMC_VMCD=<binary> tests that vmcd instead of building this clone's.
 if [ "${VMC_VMCD_V2:-0}" != 1 ]; then
     skip vmcd-setup "vmcd still speaks vmc-user v1 (set VMC_VMCD_V2=1 once it speaks v2)"
-elif ! vout=$("$VMC_REPO/scripts/build-vmcd.sh" 2>"$work/vmcd-build.log"); then
+elif [ -z "${VMC_VMCD:-}" ] && ! vout=$("$VMC_REPO/scripts/build-vmcd.sh" 2>"$work/vmcd-build.log"); then
     fail vmcd-setup "scripts/build-vmcd.sh failed: $(tail -3 "$work/vmcd-build.log" | tr '\n' ' ')"
 else
-    VMCD=$(sed -n 's/^VMCD=//p' <<<"$vout" | tail -1)
+    VMCD=${VMC_VMCD:-$(sed -n 's/^VMCD=//p' <<<"$vout" | tail -1)}
     SOCK="$work/vmcd.sock"; rm -f "$SOCK"
     "$VMCD" --socket "$SOCK" >"$work/vmcd.backend.log" 2>&1 &
     BPID=$!; PIDS+=("$BPID")

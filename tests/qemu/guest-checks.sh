@@ -396,15 +396,15 @@ kill "$BPID" 2>/dev/null; wait "$BPID" 2>/dev/null
 # --- vmcd -----------------------------------------------------------------------------------
 # vmcd speaks vmc-user version 1 until the "transport" work lands version 2; the lead sets
 # VMC_VMCD_V2=1 (or removes this switch) at the merge.
-VMCD="$VMC_REPO/src/Vmcd/bin/Release/net10.0/vmcd"
+# VMC_VMCD=<binary> tests that vmcd instead of building this clone's.
+VMCD=${VMC_VMCD:-$VMC_REPO/src/Vmcd/bin/Release/net10.0/vmcd}
 if [ "${VMC_VMCD_V2:-0}" != 1 ]; then
     skip vmcd-driver-ready "vmcd still speaks vmc-user v1 (set VMC_VMCD_V2=1 once it speaks v2)"
     skip vmcd-hmc-session-rdma-both-ways "vmcd still speaks vmc-user v1 (set VMC_VMCD_V2=1 once it speaks v2)"
     skip vmcd-restart-transport-event-and-reconnect "vmcd still speaks vmc-user v1 (set VMC_VMCD_V2=1 once it speaks v2)"
-elif ! timeout 600 dotnet build "$VMC_REPO/src/Vmcd/Vmcd.csproj" -c Release -nologo -v q >"$work/vmcd-build.log" 2>&1 \
+elif { [ -z "${VMC_VMCD:-}" ] && ! timeout 600 dotnet build "$VMC_REPO/src/Vmcd/Vmcd.csproj" -c Release -nologo -v q >"$work/vmcd-build.log" 2>&1; } \
     || ! backend vmcd "$VMCD" --drc-index 0x81000011; then
-    skip vmcd-driver-ready "vmcd does not build or start"
-    skip vmcd-restart "vmcd does not build or start"
+    fail vmcd-driver-ready "vmcd does not build or start: $(tail -3 "$work/vmcd-build.log" "$work/vmcd.backend.log" 2>/dev/null | tr '\n' ' ')"
 else
     boot vmcd "$SOCK" "RESTART=1 SESSION=1"
     L="$work/vmcd.log"
@@ -417,7 +417,6 @@ else
         fail vmcd-hmc-session-rdma-both-ways "$(grep -a 'CHK session\|CHK .*SETHMCID\|ibmvmc' "$L" | tail -5 | tr '\n' ' ')"
     fi
     kill -9 "$BPID"; wait "$BPID" 2>/dev/null
-    sleep 1
     backend vmcd "$VMCD" --drc-index 0x81000012 || true
     wait "$QPID"
     if grep -aq 'CRQ recv: virtual adapter failed - resetting' "$L" && ready "$L" second \
