@@ -280,7 +280,19 @@ public sealed class VmcEngine : IVmcBackend
 
     /// <summary>Counts and (at Debug) logs an entry dropped the way the real hypervisor would drop it.
     /// Per entry, so never above Debug: a hostile guest must not be able to flood the log.</summary>
-    private void Drop(string what, object? a = null, object? b = null)
+    private void Drop(string what)
+    {
+        Counters.Dropped++;
+        if (_log.IsEnabled(LogEventLevel.Debug)) _log.Debug("dropped: " + what);
+    }
+
+    private void Drop<TA>(string what, TA a)
+    {
+        Counters.Dropped++;
+        if (_log.IsEnabled(LogEventLevel.Debug)) _log.Debug("dropped: " + what, a);
+    }
+
+    private void Drop<TA, TB>(string what, TA a, TB b)
     {
         Counters.Dropped++;
         if (_log.IsEnabled(LogEventLevel.Debug)) _log.Debug("dropped: " + what, a, b);

@@ -28,4 +28,31 @@ public class AllocationTests
         Assert.That(allocated, Is.EqualTo(0));
         Assert.That(h.Engine.Counters.MessagesIn, Is.EqualTo(11_001));
     }
+
+    [Test]
+    public void DroppedEntriesAllocateNothing()
+    {
+        // A hostile guest floods entries the engine drops: counting them must not cost the GC anything.
+        var h = new Harness();
+        h.OpenRouterSession();
+        var engine = h.Engine;
+        var rng = new Random(5);
+        var entries = new byte[64][];
+        for (int i = 0; i < entries.Length; i++)
+        {
+            entries[i] = new byte[16];
+            rng.NextBytes(entries[i]);
+            entries[i][0] = (byte)(i % 3 == 0 ? 0x42 : 0x80);
+            entries[i][1] = (byte)(i % 2 == 0 ? 0x06 : 0x84);     // SIGNAL / ADD_BUF_RESP with garbage ids and sessions
+            entries[i][4] = 0xEE;
+        }
+        for (int i = 0; i < 1000; i++) engine.SubmitEntry(entries[i % 64]);
+        long dropped = engine.Counters.Dropped;
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 10_000; i++) engine.SubmitEntry(entries[i % 64]);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        TestContext.Out.WriteLine($"managed bytes allocated over 10,000 dropped entries: {allocated}");
+        Assert.That(engine.Counters.Dropped - dropped, Is.EqualTo(10_000));
+        Assert.That(allocated, Is.EqualTo(0));
+    }
 }

@@ -80,18 +80,19 @@ public class FuzzTests
         0x8081, 0x8082, 0x8083, 0x8084, 0x8085, 0x8004, 0x8005, 0x8006,
     ];
 
-    [Test]
-    public void RandomEntriesAndRdmaNeverBreakTheEngine()
+    [TestCase(DriverVersion.Linux61, 65536)]
+    [TestCase(DriverVersion.Linux612, 4096)]
+    public void RandomEntriesAndRdmaNeverBreakTheEngine(DriverVersion version, int pageSize)
     {
         int seed = TestEnv.Int("VMC_FUZZ_SEED", 20261122);
         int count = TestEnv.Int("VMC_FUZZ_ENTRIES", 100_000);
-        TestContext.Out.WriteLine($"fuzz seed {seed} (VMC_FUZZ_SEED), {count} operations");
+        TestContext.Out.WriteLine($"fuzz seed {seed} (VMC_FUZZ_SEED), {count} operations, driver {version}, {pageSize / 16}-entry queue");
         var rng = new Random(seed);
 
         GuardedMemory? guarded = null;
         var hosts = new[] { new RouterWithHost(), new RouterWithHost() };
         var h = new Harness(new VmcLimits { MaxHmcs = 2, PoolSize = 16 }, pool: 16, hmcs: 2, probe: false,
-            engineMemory: m => guarded = new GuardedMemory(m), handlers: i => hosts[i]);
+            engineMemory: m => guarded = new GuardedMemory(m), handlers: i => hosts[i], version: version, pageSize: pageSize);
         var factory = VmcEngine.Factory(new VmcLimits { MaxHmcs = 2, PoolSize = 16 }, handlers: i => hosts[i], time: h.Time);
         var backend = (GuardedBackend)h.Device.Connect(fe => new GuardedBackend(factory(fe), guarded!));
         var engine = (VmcEngine)backend.Inner;

@@ -279,7 +279,19 @@ internal sealed class HmcSession : IHmcSessionOutput
 
     /// <summary>Counts and (at Debug) logs an entry dropped the way the real hypervisor would drop it.
     /// Per entry, so never above Debug: a hostile guest must not be able to flood the log.</summary>
-    private void Drop(string what, object? a = null, object? b = null, object? c = null)
+    private void Drop<TA>(string what, TA a)
+    {
+        _counters.Dropped++;
+        if (_log.IsEnabled(LogEventLevel.Debug)) _log.Debug("dropped: " + what, a);
+    }
+
+    private void Drop<TA, TB>(string what, TA a, TB b)
+    {
+        _counters.Dropped++;
+        if (_log.IsEnabled(LogEventLevel.Debug)) _log.Debug("dropped: " + what, a, b);
+    }
+
+    private void Drop<TA, TB, TC>(string what, TA a, TB b, TC c)
     {
         _counters.Dropped++;
         if (_log.IsEnabled(LogEventLevel.Debug)) _log.Debug("dropped: " + what, a, b, c);
