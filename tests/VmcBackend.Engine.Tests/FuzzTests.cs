@@ -103,6 +103,11 @@ public class FuzzTests
         var entry = new byte[16];
         var rx = new byte[16384];
         long entriesSent = 0, rdmaSent = 0, opsLegit = 0, hostSends = 0;
+        var trail = new Queue<string>();           // the last operations, printed when a step fails
+        void Note(string what) { trail.Enqueue(what); if (trail.Count > 40) trail.Dequeue(); }
+        void Fail(int step, string problem) => Assert.Fail($"step {step}: {problem}\nlast operations:\n  " + string.Join("\n  ", trail)
+            + "\nlast entries the guest saw (valid type status owner session index id word):\n  "
+            + string.Join("\n  ", h.Partition.Log.TakeLast(30).Select(e => $"{e.Valid:X2} {e.Type:X2} {e.Status} {e.Owner} {e.Session} {e.Index} {e.BufferId} {e.Word}")));
 
         for (int i = 0; i < count; i++)
         {
@@ -114,40 +119,47 @@ public class FuzzTests
                 if (rng.Next(2) == 0) entry[1] = (byte)rng.Next(0, 8);
                 if (rng.Next(2) == 0) entry[5] = (byte)rng.Next(0, 3);
                 if (rng.Next(2) == 0) entry[4] = (byte)rng.Next(0, 3);
+                Note("random entry " + Convert.ToHexString(entry));
                 backend.SubmitEntry(entry);
                 entriesSent++;
             }
             else if (r < 53)
             {
                 MutatedEntry(rng, entry, engine);
+                Note("mutated entry " + Convert.ToHexString(entry));
                 backend.SubmitEntry(entry);
                 entriesSent++;
             }
             else if (r < 72)
             {
+                Note("rdma");
                 RandomRdma(rng, backend, engine);
                 rdmaSent++;
             }
             else if (r < 82)
             {
                 // The real partition's own traffic keeps sessions and buffers moving.
-                h.Partition.Write(f, RouterClient.Request(RouterOpcode.Echo, (uint)i, [(byte)i]));
-                h.Partition.Read(f, rx.AsSpan(0, Math.Max(1, h.Partition.MaxMtu)));
+                int w = h.Partition.Write(f, RouterClient.Request(RouterOpcode.Echo, (uint)i, [(byte)i]));
+                int rd = h.Partition.Read(f, rx.AsSpan(0, Math.Max(1, h.Partition.MaxMtu)));
+                Note($"partition write {w}, read {rd}");
                 opsLegit++;
             }
             else if (r < 85)
             {
                 var host = hosts[rng.Next(2)];
-                if (host.Output is { } output) { output.TrySend(new byte[rng.Next(0, 5000)]); hostSends++; }
+                if (host.Output is { } output) { int n = rng.Next(0, 5000); Note($"host send {n} bytes: {output.TrySend(new byte[n])}"); hostSends++; }
             }
             else if (r < 97)
             {
                 if (rng.Next(4) == 0) h.Time.Advance(TimeSpan.FromMilliseconds(rng.Next(0, 120)));
                 h.Client.Settle();
+                Note($"settle (partition {h.Partition.State}, valid buffers {h.Partition.ValidBufferCount(0)}/{h.Partition.ValidBufferCount(1)}, engine {engine.Session(0)})");
             }
             else
             {
-                switch (rng.Next(5))
+                int op = rng.Next(5);
+                Note($"misc {op}");
+                switch (op)
                 {
                     case 0:
                         backend.RegisterQueue((uint)rng.Next(0, 5000), rng.Next(2) == 0);
@@ -165,8 +177,7 @@ public class FuzzTests
                 }
             }
             string? problem = engine.CheckConsistency();
-            if (problem != null) Assert.Fail($"step {i}: {problem}");
-            if (h.Partition.Violations.Count > 0) Assert.Fail($"step {i}: driver trap: {h.Partition.Violations[0]}");
+            if (problem != null) Fail(i, problem);
         }
 
         h.Client.Settle();
@@ -179,6 +190,120 @@ public class FuzzTests
         Assert.That(engine.Counters.Dropped, Is.GreaterThan(0), "the fuzzer reached the drop paths");
         Assert.That(h.Device.Failures, Is.Empty, "the channel never failed");
         Assert.That(h.Device.Queue.MaxOutstanding, Is.LessThanOrEqualTo(h.Device.Queue.PacingLimit));
+        // The injected entries pose as the partition and contradict it (a fake ADD_BUF_RESP for a
+        // buffer it never added, a fake CAP renegotiating the MTU...), so driver traps are possible
+        // here by construction; HonestTrafficNeverTripsTheDriver requires none.
+        TestContext.Out.WriteLine($"driver traps after lies told on the partition's behalf: {h.Partition.Violations.Count}"
+            + (h.Partition.Violations.Count > 0 ? $" (first: {h.Partition.Violations[0]})" : ""));
+    }
+
+    /// <summary>
+    /// Only what a real guest and host can do: file operations of a management application on two
+    /// HMCs, host-side sends, explicit REM_BUF, time passing, guest resets and back-end restarts.
+    /// Every driver trap is an engine (or front-end) bug here, except trap 3, which any restart
+    /// after a close reaches (a driver bug, counted and printed as XFAIL). Seed: VMC_FUZZ_SEED;
+    /// count: VMC_FUZZ_HONEST (default 30,000).
+    /// </summary>
+    [TestCase(DriverVersion.Linux61, 65536)]
+    [TestCase(DriverVersion.Linux612, 4096)]
+    public void HonestTrafficNeverTripsTheDriver(DriverVersion version, int pageSize)
+    {
+        int seed = TestEnv.Int("VMC_FUZZ_SEED", 20261122);
+        int count = TestEnv.Int("VMC_FUZZ_HONEST", 30_000);
+        TestContext.Out.WriteLine($"honest fuzz seed {seed} (VMC_FUZZ_SEED), {count} operations (VMC_FUZZ_HONEST), driver {version}, {pageSize / 16}-entry queue");
+        var rng = new Random(seed);
+        var hosts = new[] { new RouterWithHost(), new RouterWithHost() };
+        var limits = new VmcLimits { MaxHmcs = 2, PoolSize = 16 };
+        var h = new Harness(limits, pool: 16, hmcs: 2, handlers: i => hosts[i], version: version, pageSize: pageSize);
+        h.Partition.KeepLog = false;
+        var files = new SimulatedPartition.VmcFile?[2];
+        var rx = new byte[16384];
+        var trail = new Queue<string>();
+        void Note(string what) { trail.Enqueue(what); if (trail.Count > 40) trail.Dequeue(); }
+        long writes = 0, reads = 0, hostSends = 0, restarts = 0, resets = 0, trap3 = 0;
+        long repliesRead = 0;
+        for (int i = 0; i < count; i++)
+        {
+            int r = rng.Next(100);
+            int k = rng.Next(2);
+            var f = files[k];
+            if (r < 6)
+            {
+                if (f == null)
+                {
+                    f = files[k] = h.Partition.Open();
+                    var id = new byte[32];
+                    id[0] = (byte)('a' + k);
+                    Note($"open file {k}: SETHMCID {h.Partition.SetHmcId(f, id)}");
+                }
+            }
+            else if (r < 40)
+            {
+                if (f != null)
+                {
+                    int size = rng.Next(4) == 0 ? rng.Next(1, h.Partition.MaxMtu + 1) : rng.Next(32, 200);
+                    var data = new byte[Math.Max(0, size - 32)];
+                    byte[] m = rng.Next(3) == 0 ? RouterClient.Request(RouterOpcode.ExchangeOps, (uint)i) : RouterClient.Request(RouterOpcode.Echo, (uint)i, data);
+                    if (rng.Next(6) == 0) m = new byte[size];     // not a router message at all
+                    Note($"write file {k} ({m.Length} bytes): {h.Partition.Write(f, m)}");
+                    writes++;
+                }
+            }
+            else if (r < 65)
+            {
+                if (f != null)
+                {
+                    int n = h.Partition.Read(f, rx.AsSpan(0, h.Partition.MaxMtu));
+                    if (n > 0) repliesRead++;
+                    Note($"read file {k}: {n}");
+                    reads++;
+                }
+            }
+            else if (r < 75)
+            {
+                if (hosts[k].Output is { } output)
+                {
+                    int n = rng.Next(1, output.Mtu + 1);
+                    Note($"host send on HMC {k}, {n} bytes: {output.TrySend(new byte[n])}");
+                    hostSends++;
+                }
+            }
+            else if (r < 78)
+            {
+                if (f != null) { Note($"close file {k}: {h.Partition.Close(f)}"); files[k] = null; }
+            }
+            else if (r < 97)
+            {
+                if (rng.Next(3) == 0) h.Time.Advance(TimeSpan.FromMilliseconds(rng.Next(0, 150)));
+                h.Client.Settle();
+                Note($"settle: partition {h.Partition.State}, HMC0 {h.Engine.Session(0)}");
+            }
+            else
+            {
+                switch (rng.Next(4))
+                {
+                    case 0: Note($"REM_BUF request HMC {k}: {h.Engine.RequestRemoveBuffer(k)}"); break;
+                    case 1: h.Partition.ResetAdapter(); resets++; Note("guest reset"); break;
+                    case 2:
+                        if (rng.Next(4) == 0) { h.RestartHypervisor(handlers: i => hosts[i]); restarts++; Note("back-end restart"); }
+                        break;
+                    default: Note($"REQUESTVMC {h.Partition.RequestVmc(out _)}"); break;
+                }
+            }
+            var problem = h.Engine.CheckConsistency();
+            var trap = h.Partition.Violations.FirstOrDefault(v => !v.StartsWith("trap 3"));
+            if (problem != null || trap != null)
+                Assert.Fail($"step {i}: {problem ?? "driver trap: " + trap}\nlast operations:\n  " + string.Join("\n  ", trail));
+            trap3 += h.Partition.Violations.Count;
+            h.Partition.Violations.Clear();
+        }
+        h.Client.Settle();
+        TestContext.Out.WriteLine($"writes {writes}, reads {reads} ({repliesRead} with data), host sends {hostSends}, guest resets {resets}, back-end restarts {restarts}, " +
+            $"reclaimed buffers {h.Engine.Counters.BuffersReclaimed}, front-end max outstanding {h.Device.Queue.MaxOutstanding}/{h.Device.Queue.PacingLimit}");
+        if (trap3 > 0) TestContext.Out.WriteLine($"XFAIL: trap 3 (transport event after a close writes the freed file session) reached {trap3} times");
+        Assert.That(h.Device.Failures, Is.Empty, "the channel never failed");
+        Assert.That(repliesRead, Is.GreaterThan(count / 50), "traffic flowed");
+        Assert.That(h.Device.Queue.MaxOutstanding, Is.LessThanOrEqualTo(h.Device.Queue.PacingLimit + 1));
     }
 
     private static void MutatedEntry(Random rng, byte[] e, VmcEngine engine)

@@ -107,6 +107,27 @@ public class ResetTests
     }
 
     [Test]
+    public void BackEndThatOutlivesItsConnectionNeverReachesTheGuest()
+    {
+        // Found by the honest fuzzer: a host-side party still holding the output of a back-end
+        // whose connection was lost made that engine post a REM_BUF, and it reached the guest of
+        // the next connection (and took its last buffer). Each connection's front-end is fenced.
+        var host = new HostEndpoint();
+        var h = new Harness(handlers: _ => host);
+        h.Client.OpenSession();
+        var stale = host.Output!;
+        h.RestartHypervisor(handlers: _ => new HostEndpoint());
+        h.Client.Settle();
+        int before = h.Partition.Log.Count;
+        Assert.That(stale.TrySend([1, 2, 3]), Is.True, "the abandoned engine still believes its session is open");
+        h.Client.Settle();
+        Assert.That(h.Device.FencedEntries, Is.GreaterThan(0), "it did try to post");
+        Assert.That(h.Partition.Log.Skip(before), Is.Empty, "nothing of it reached the guest");
+        Assert.That(h.Partition.ValidBufferCount(0), Is.EqualTo(1));
+        h.AssertHealthy();
+    }
+
+    [Test]
     public void DeviceResetThenRebootedGuest()
     {
         var (h, _) = Reach(Point.RouterOpen);

@@ -19,7 +19,7 @@ namespace VmcBackend.Testing.FrontEnd;
 /// Guest DMA memory: pages of guest RAM mapped at IOBAs, deliberately scattered (IOBA pages ascend
 /// while guest-physical pages descend) so every translation is exercised.
 /// </summary>
-public sealed class SpaprVmcModel : IPartitionPlatform, IVmcFrontEnd
+public sealed class SpaprVmcModel : IPartitionPlatform
 {
     public const int MaxSegments = 254;
     private const long HSuccess = 0, HClosed = 2, HHardware = -1, HParameter = -4, HSourceParm = -13, HDestParm = -14, HResource = -16;
@@ -32,6 +32,7 @@ public sealed class SpaprVmcModel : IPartitionPlatform, IVmcFrontEnd
     private readonly ulong _gpaFloor;
     private Action? _interrupt;
     private bool _moving;
+    private Connection? _connection;
 
     /// <param name="backendMemory">What the back-end sees as guest memory (default: <paramref name="ram"/>; tests wrap it to watch the back-end).</param>
     public SpaprVmcModel(IGuestMemory ram, ulong ramSize, IGuestMemory? backendMemory = null, ulong dmaFloor = 0)
@@ -63,10 +64,15 @@ public sealed class SpaprVmcModel : IPartitionPlatform, IVmcFrontEnd
 
     // ------------------------------------------------------------------ back-end connection
 
-    /// <summary>A back-end connects: set-up, then REG_CRQ with RECONNECT if the guest has a queue.</summary>
+    /// <summary>A back-end connects: set-up, then REG_CRQ with RECONNECT if the guest has a queue.
+    /// Each connection gets its own <see cref="IVmcFrontEnd"/>, cut off when the connection is lost,
+    /// so a back-end instance that outlives its connection can never reach the guest again (the
+    /// single-writer fence: a real front-end unmaps that connection's output ring).</summary>
     public IVmcBackend Connect(VmcBackendFactory factory)
     {
-        Backend = factory(this);
+        if (_connection != null) _connection.Live = false;
+        _connection = new Connection(this);
+        Backend = factory(_connection);
         if (Queue.IsRegistered)
         {
             Output.Clear();
@@ -80,6 +86,8 @@ public sealed class SpaprVmcModel : IPartitionPlatform, IVmcFrontEnd
     /// the guest gets a transport event.</summary>
     public void Disconnect()
     {
+        if (_connection != null) _connection.Live = false;
+        _connection = null;
         Backend = null;
         Output.Clear();
         Queue.QueueTransportEvent();
@@ -128,14 +136,30 @@ public sealed class SpaprVmcModel : IPartitionPlatform, IVmcFrontEnd
 
     // ------------------------------------------------------------------ IVmcFrontEnd
 
-    IGuestMemory IVmcFrontEnd.Memory => _backendMemory;
-    bool IVmcFrontEnd.TryPostEntry(ReadOnlySpan<byte> entry) => Output.TryAppend(entry);
-    void IVmcFrontEnd.Notify() => Notifies++;
-    void IVmcFrontEnd.Fail(ChannelFailure reason, string text)
+    /// <summary>What one connection's back-end sees; dead once the connection is lost.</summary>
+    private sealed class Connection(SpaprVmcModel device) : IVmcFrontEnd
     {
-        Failures.Add((reason, text));
-        Disconnect();
+        public bool Live = true;
+        public IGuestMemory Memory => device._backendMemory;
+
+        public bool TryPostEntry(ReadOnlySpan<byte> entry)
+        {
+            if (!Live) { device.FencedEntries++; return true; }    // the ring is gone: the entry goes nowhere
+            return device.Output.TryAppend(entry);
+        }
+
+        public void Notify() { if (Live) device.Notifies++; }
+
+        public void Fail(ChannelFailure reason, string text)
+        {
+            if (!Live) return;
+            device.Failures.Add((reason, text));
+            device.Disconnect();
+        }
     }
+
+    /// <summary>Entries a back-end posted after its connection was lost (discarded by the fence).</summary>
+    public long FencedEntries { get; private set; }
 
     // ------------------------------------------------------------------ hypercalls (IPartitionPlatform)
 

@@ -362,7 +362,7 @@ public sealed class SimulatedPartition
         if (id < 0) { SendMessage(IbmVmc.MsgRemBufResp, IbmVmc.MsgNoBuffer, crq.HmcSession, crq.HmcIndex, IbmVmc.InvalidBufferId); return; }
         ref var b = ref hmc.Buffers[id];
         ushort bufferId = b.Id;
-        if (CountValid(hmc) == 1 && b.Valid) Violations.Add("REM_BUF took the partition's last buffer (an interface error, ibmvmc.c rem_buffer)");
+        if (CountValid(hmc) == 1 && b.Valid) Violations.Add($"REM_BUF took the partition's last buffer of HMC {crq.HmcIndex} (an interface error, ibmvmc.c rem_buffer)");
         if (b.Valid) FreeDmaBuffer(b.LocalIoba, b.Size);
         b = default;
         SendMessage(IbmVmc.MsgRemBufResp, IbmVmc.MsgSuccess, crq.HmcSession, crq.HmcIndex, bufferId);
