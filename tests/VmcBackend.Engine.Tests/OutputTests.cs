@@ -171,6 +171,23 @@ public class OutputTests
     }
 
     [Test]
+    public void HandlersCannotSendOnceTheChannelFailed()
+    {
+        // Nothing acknowledged may be lost silently: after CHANNEL_FAILED a send is refused, not accepted into the void.
+        var host = new HostEndpoint();
+        var h = new Harness(handlers: _ => host, limits: new VmcLimits { OutputBacklog = 16 });
+        h.Client.OpenSession();
+        var output = host.Output!;
+        Assert.That(output.TrySend([1]), Is.True);
+        // A guest that sends CLOSE for HMC index 5 and never reads its queue: each gets a CLOSE_RESP
+        // (invalid index) and none ends the session, until the backlog overflows.
+        for (int i = 0; i < 5000 && h.Device.Failures.Count == 0; i++) h.Device.SendCrq(0x8003_0000_0005_0000UL, 0);
+        Assert.That(h.Device.Failures, Has.Count.EqualTo(1));
+        Assert.That(output.IsOpen, Is.True, "the session itself was never closed");
+        Assert.That(output.TrySend([2]), Is.False);
+    }
+
+    [Test]
     public void GuestThatStopsConsumingGetsATransportEventAndRecoversAfterReconnect()
     {
         // The guest floods init entries but never runs its tasklet: the front-end's queue fills

@@ -5,6 +5,9 @@ namespace VmcBackend.Engine.Output;
 /// <summary>Every entry the hypervisor sends the partition, built in one place (ibmvmc.h formats).</summary>
 internal sealed class HypervisorMessages(EntryOutput output)
 {
+    /// <summary>The channel failed: nothing sent reaches the partition any more.</summary>
+    public bool Failed => output.Failed;
+
     public void Init() => output.Post(CrqEntry.InitEntry(CrqInitType.Init));
 
     public void InitResponse() => output.Post(CrqEntry.InitEntry(CrqInitType.InitResponse));

@@ -193,9 +193,9 @@ internal sealed class HmcSession : IHmcSessionOutput
 
     public bool TrySend(ReadOnlySpan<byte> message)
     {
-        if (!IsOpen || message.Length == 0 || message.Length > Mtu)
+        if (!IsOpen || _send.Failed || message.Length == 0 || message.Length > Mtu)
         {
-            _log.Warning("HMC {Index}: message of {Length} bytes not sent (session closed, empty or larger than MTU {Mtu})", _index, message.Length, Mtu);
+            _log.Warning("HMC {Index}: message of {Length} bytes not sent (session closed, channel failed, empty or larger than MTU {Mtu})", _index, message.Length, Mtu);
             return false;
         }
         if (_outCount == 0 && TrySignal(message)) return true;

@@ -7,6 +7,7 @@ public enum CrqValid : byte
 {
     Payload = 0x80,
     Init = 0xC0,
+    /// <summary>A transport event; only the front-end writes one (docs/protocol.md, section 5).</summary>
     Transport = 0xFF,
 }
 
@@ -15,13 +16,6 @@ public enum CrqInitType : byte
 {
     Init = 0x01,
     InitResponse = 0x02,
-}
-
-/// <summary>Type byte of a transport event (valid 0xFF).</summary>
-public enum CrqTransportType : byte
-{
-    PartnerFailed = 0x01,
-    PartnerClosed = 0x02,
 }
 
 /// <summary>VMC message types carried in payload entries (valid 0x80).</summary>
@@ -70,7 +64,7 @@ public enum BufferOwner : byte
 /// <summary>
 /// A VMC message entry (valid 0x80, every type but capabilities): byte 0 valid, 1 type, 2 status,
 /// 3 owner, 4 HMC session, 5 HMC index, 6-7 buffer id (be16), 8-11 reserved, 12-15 LIOBA or
-/// message length (be32). Also used to build init and transport entries (type only).
+/// message length (be32). Also used to build init entries (type only).
 /// </summary>
 public readonly record struct CrqEntry(
     CrqValid Valid, byte Type, VmcStatus Status, BufferOwner Owner, byte Session, byte HmcIndex, ushort BufferId, uint Word)
@@ -103,6 +97,4 @@ public readonly record struct CrqEntry(
         => new(CrqValid.Payload, (byte)type, status, owner, session, index, bufferId, word);
 
     public static CrqEntry InitEntry(CrqInitType initType) => new(CrqValid.Init, (byte)initType, 0, 0, 0, 0, 0, 0);
-
-    public static CrqEntry TransportEvent(CrqTransportType eventType) => new(CrqValid.Transport, (byte)eventType, 0, 0, 0, 0, 0, 0);
 }
