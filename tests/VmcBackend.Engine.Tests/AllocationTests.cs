@@ -55,4 +55,22 @@ public class AllocationTests
         Assert.That(engine.Counters.Dropped - dropped, Is.EqualTo(10_000));
         Assert.That(allocated, Is.EqualTo(0));
     }
+
+    [TestCase(4096, 32, 1)]
+    [TestCase(16384, 64, 2)]
+    public void AnEngineCostsLittleMoreThanItsRemoteWindow(int mtu, int pool, int hmcs)
+    {
+        // One engine per connected VM: the buffers the guest RDMAs into are needed; the outbound
+        // message rings are made only when a message has to wait.
+        var limits = new VmcLimits { MaxMtu = mtu, PoolSize = pool, MaxHmcs = hmcs };
+        var factory = VmcEngine.Factory(limits);
+        var frontEnd = new Testing.FrontEnd.SpaprVmcModel(new ArrayGuestMemory(4096), 4096);
+        frontEnd.Connect(factory);                  // warm-up
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var engine = (VmcEngine)frontEnd.Connect(factory);
+        long bytes = GC.GetAllocatedBytesForCurrentThread() - before;
+        ulong window = engine.Config.RemoteWindowSize;
+        TestContext.Out.WriteLine($"MTU {mtu}, pool {pool}, {hmcs} HMC(s): {bytes} bytes per engine, remote window {window}");
+        Assert.That((ulong)bytes, Is.LessThan(window + 64 * 1024));
+    }
 }

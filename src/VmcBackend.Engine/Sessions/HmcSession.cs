@@ -45,7 +45,7 @@ internal sealed class HmcSession : IHmcSessionOutput
     private readonly IHmcSessionHandler _handler;
     private readonly byte[] _hmcId = new byte[VmcConstants.HmcIdLength];
     private readonly byte[] _inbound;
-    private readonly byte[] _outbound;         // ring of slot-sized messages
+    private readonly byte[]?[] _outbound;      // ring of waiting messages; a slot's array is made the first time a message waits in it
     private readonly int[] _outboundLength;
     private readonly int _slotSize;
     private int _outHead, _outCount;
@@ -65,7 +65,7 @@ internal sealed class HmcSession : IHmcSessionOutput
         _slotSize = limits.MaxMtu;
         OutboundCapacity = limits.PoolSize;
         _inbound = new byte[limits.MaxMtu];
-        _outbound = new byte[limits.PoolSize * limits.MaxMtu];
+        _outbound = new byte[limits.PoolSize][];
         _outboundLength = new int[limits.PoolSize];
     }
 
@@ -206,7 +206,7 @@ internal sealed class HmcSession : IHmcSessionOutput
             return false;
         }
         int slot = (_outHead + _outCount) % OutboundCapacity;
-        message.CopyTo(_outbound.AsSpan(slot * _slotSize, _slotSize));
+        message.CopyTo(_outbound[slot] ??= new byte[_slotSize]);
         _outboundLength[slot] = message.Length;
         _outCount++;
         Flush();
@@ -238,7 +238,7 @@ internal sealed class HmcSession : IHmcSessionOutput
 
     private void SendQueued()
     {
-        while (_outCount > 0 && TrySignal(_outbound.AsSpan(_outHead * _slotSize, _outboundLength[_outHead])))
+        while (_outCount > 0 && TrySignal(_outbound[_outHead].AsSpan(0, _outboundLength[_outHead])))
         {
             _outHead = (_outHead + 1) % OutboundCapacity;
             _outCount--;
