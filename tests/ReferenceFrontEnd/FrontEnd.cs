@@ -1,10 +1,9 @@
 using System.Threading;
-using VmcBackend.Engine.Crq;
 using VmcBackend.Engine.Memory;
 using VmcBackend.Testing;
+using VmcBackend.Testing.FrontEnd;
 using VmcBackend.Transport.Interop;
 using VmcBackend.Transport.Memory;
-using VmcBackend.Wire.Crq;
 
 namespace VmcBackend.ReferenceFrontEnd;
 
@@ -53,6 +52,7 @@ public sealed unsafe class FrontEnd : IDisposable
     {
         ulong n = LibC.EventFdDrain(_callFd);
         Interrupts += (long)n;
+        if (n > 0) Platform.DeliverInterrupt();
         return n;
     }
 
@@ -72,12 +72,10 @@ public sealed unsafe class FrontEnd : IDisposable
         uint entries = old.QueueEntries, tail = PublishedTail;
         if (entries != 0)
         {
-            var writer = new CrqWriter(_guest, new RecordingNotifier(), 16);
+            var writer = new GuestQueueWriter(_guest);
             if (writer.Register(segs, entries, tail))
             {
-                Span<byte> e = stackalloc byte[16];
-                CrqEntry.TransportEvent(CrqTransportType.PartnerClosed).Write(e);
-                writer.Post(e);
+                writer.QueueTransportEvent();
                 tail = writer.Tail;
             }
         }

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
-using VmcBackend.Engine;
+using VmcBackend.Engine.Backend;
 using VmcBackend.Engine.Memory;
 using VmcBackend.Testing;
 using VmcBackend.Transport.Framing;
@@ -93,16 +93,16 @@ public sealed class VmcUserClient : IHypervisorBackend, IDisposable
         BinaryPrimitives.WriteUInt32LittleEndian(p[8..], reconnect ? VmcUserLayout.CrqFlagReconnect : 0);
         BinaryPrimitives.WriteUInt32LittleEndian(p[12..], (uint)segments.Length);
         WriteSegments(p[VmcUserLayout.CrqHeaderSize..], segments);
-        return CallRc(VmcUserRequest.RegCrq, p, HcallReturn.Hardware, [StateFd]);
+        return CallRc(VmcUserRequest.RegCrq, p, (long)HcallReturn.Hardware, [StateFd]);
     }
 
     public long FreeQueue()
     {
         QueueEntries = 0;
-        return CallRc(VmcUserRequest.FreeCrq, default, HcallReturn.Hardware);
+        return CallRc(VmcUserRequest.FreeCrq, default, (long)HcallReturn.Hardware);
     }
 
-    public long SendCrq(ReadOnlySpan<byte> entry) => CallRc(VmcUserRequest.SendCrq, entry, HcallReturn.Closed);
+    public long SendCrq(ReadOnlySpan<byte> entry) => CallRc(VmcUserRequest.SendCrq, entry, (long)HcallReturn.Closed);
 
     public long CopyRdma(RdmaDirection direction, ulong remoteIoba, ulong length, ReadOnlySpan<GuestSegment> local)
     {
@@ -112,13 +112,13 @@ public sealed class VmcUserClient : IHypervisorBackend, IDisposable
         BinaryPrimitives.WriteUInt64LittleEndian(p[8..], length);
         BinaryPrimitives.WriteUInt64LittleEndian(p[16..], remoteIoba);
         WriteSegments(p[VmcUserLayout.RdmaHeaderSize..], local);
-        return CallRc(VmcUserRequest.CopyRdma, p, HcallReturn.Hardware);
+        return CallRc(VmcUserRequest.CopyRdma, p, (long)HcallReturn.Hardware);
     }
 
     public long RequestVmc(out uint drcIndex)
     {
         drcIndex = 0;
-        if (Call(VmcUserRequest.RequestVmc, default) != 16) return HcallReturn.Hardware;
+        if (Call(VmcUserRequest.RequestVmc, default) != 16) return (long)HcallReturn.Hardware;
         drcIndex = (uint)BinaryPrimitives.ReadUInt64LittleEndian(_payload.AsSpan(8));
         return BinaryPrimitives.ReadInt64LittleEndian(_payload);
     }

@@ -79,7 +79,7 @@ using (var fe = new FrontEnd(sock, 16 << 20))
         if (fe.Client.SendCrq(init) != 0) throw new Exception("SEND_CRQ failed");
         if (fe.TakeInterrupts() == 0) throw new Exception("no interrupt");
         uint slot = (fe.PublishedTail + entries - 1) % entries;
-        if (!VmcBackend.Engine.Crq.CrqWriter.TryLocateSlot(segs, slot, out ulong gpa)) throw new Exception("slot outside queue");
+        if (!VmcBackend.Testing.FrontEnd.GuestQueueWriter.TryLocateSlot(segs, slot, out ulong gpa)) throw new Exception("slot outside queue");
         if (!fe.GuestMemory.TryReadByteAcquire(gpa, out byte v) || v != 0xC0) throw new Exception("no entry in the guest queue");
         fe.GuestMemory.TryWriteByteRelease(gpa, 0);
     });
@@ -100,7 +100,7 @@ using (var fe = new FrontEnd(sock, 16 << 20))
         var local = new VmcBackend.Engine.Memory.GuestSegment[] { new(0x10_0000, (ulong)size) };
         double gbps = Throughput(size, () =>
         {
-            if (fe.Client.CopyRdma(VmcBackend.Engine.RdmaDirection.LocalToRemote, 0, (ulong)size, local) != 0) throw new Exception("RDMA failed");
+            if (fe.Client.CopyRdma(VmcBackend.Engine.Backend.RdmaDirection.LocalToRemote, 0, (ulong)size, local) != 0) throw new Exception("RDMA failed");
         }, out double perSec);
         Row($"vmcd H_COPY_RDMA {size / 1024} KiB", $"{perSec:F0} req/s, {gbps:F2} GB/s");
         if (size == 16384) rows.Add(("rdma16k_gbps", $"{gbps:F2}"));

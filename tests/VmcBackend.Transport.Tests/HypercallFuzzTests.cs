@@ -2,6 +2,7 @@ using VmcBackend.Testing;
 using System.Buffers.Binary;
 using System.Diagnostics;
 using VmcBackend.Engine;
+using VmcBackend.Engine.Backend;
 using VmcBackend.Engine.Memory;
 using VmcBackend.ReferenceFrontEnd;
 using VmcBackend.Transport.Interop;
@@ -35,7 +36,7 @@ public class HypercallFuzzTests
             Config = Client.Negotiate();
             Assert.That(Client.SetMemTable(0, RamSize, Ram.Fd), Is.EqualTo(0));
             Assert.That(Client.SetCallFd(EventFd), Is.EqualTo(0));
-            Assert.That(Client.RegisterQueue([new GuestSegment(0, QueueEntries * 16)], (uint)QueueEntries, 0, false), Is.EqualTo(HcallReturn.Success));
+            Assert.That(Client.RegisterQueue([new GuestSegment(0, QueueEntries * 16)], (uint)QueueEntries, 0, false), Is.EqualTo((long)HcallReturn.Success));
         }
 
         /// <summary>The guest consumes every slot (clears the valid bytes).</summary>
@@ -77,7 +78,7 @@ public class HypercallFuzzTests
                     if (rng.Next(2) == 0) entry[0] = (byte)(rng.Next(3) switch { 0 => 0x80, 1 => 0xC0, _ => 0xFF });
                     if (rng.Next(2) == 0) entry[1] = (byte)rng.Next(0, 0x12);
                     rc = conn.Client.SendCrq(entry);
-                    Assert.That(rc, Is.Not.EqualTo(HcallReturn.Closed), $"call {i}: connection lost on SEND_CRQ");
+                    Assert.That(rc, Is.Not.EqualTo((long)HcallReturn.Closed), $"call {i}: connection lost on SEND_CRQ");
                     break;
                 case < 9:
                 {
@@ -106,7 +107,7 @@ public class HypercallFuzzTests
                 default:
                     rc = conn.Client.RequestVmc(out uint drc);
                     Assert.That(conn.Client.Connected, $"call {i}: connection lost on REQUEST_VMC");
-                    if (rc == HcallReturn.Success) Assert.That(drc, Is.EqualTo(fx.Limits.DrcIndex));
+                    if (rc == (long)HcallReturn.Success) Assert.That(drc, Is.EqualTo(fx.Limits.DrcIndex));
                     break;
             }
             rcs[rc] = rcs.GetValueOrDefault(rc) + 1;
@@ -132,7 +133,7 @@ public class HypercallFuzzTests
         Span<byte> entry = stackalloc byte[16];
         entry.Clear();
         long first = conn.Client.SendCrq(entry);
-        Assert.That(first, Is.Not.EqualTo(HcallReturn.Closed));
+        Assert.That(first, Is.Not.EqualTo((long)HcallReturn.Closed));
         for (int i = 0; i < 2000; i++) conn.Client.SendCrq(entry);   // warm-up (JIT tiering)
         const int N = 20_000;
         long allocated = GC.GetTotalAllocatedBytes(precise: true);

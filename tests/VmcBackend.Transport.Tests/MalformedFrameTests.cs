@@ -130,9 +130,9 @@ public class MalformedFrameTests
         using var g = new Guest(fx);
         var bad = new byte[16];
         bad[0] = 0x42;
-        Assert.That(g.FrontEnd.Client.SendCrq(bad), Is.EqualTo(Wire.Hcall.HcallReturn.Parameter));
-        Assert.That(g.FrontEnd.Client.CopyRdma(Engine.RdmaDirection.LocalToRemote, ulong.MaxValue - 5, 100, [new(0, 100)]), Is.LessThan(0));
-        Assert.That(g.FrontEnd.Client.CopyRdma(Engine.RdmaDirection.RemoteToLocal, 0, 100, [new(ulong.MaxValue - 50, 100)]), Is.LessThan(0));
+        Assert.That(g.FrontEnd.Client.SendCrq(bad), Is.EqualTo((long)Wire.Hcall.HcallReturn.Parameter));
+        Assert.That(g.FrontEnd.Client.CopyRdma(Engine.Backend.RdmaDirection.LocalToRemote, ulong.MaxValue - 5, 100, [new(0, 100)]), Is.LessThan(0));
+        Assert.That(g.FrontEnd.Client.CopyRdma(Engine.Backend.RdmaDirection.RemoteToLocal, 0, 100, [new(ulong.MaxValue - 50, 100)]), Is.LessThan(0));
         Assert.That(g.FrontEnd.Client.Connected);
         var f = g.OpenRouter();
         g.Echo(f, 10, 1);

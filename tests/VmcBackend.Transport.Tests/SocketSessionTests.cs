@@ -1,4 +1,5 @@
 using VmcBackend.Engine;
+using VmcBackend.Engine.Handshake;
 using VmcBackend.Testing;
 
 namespace VmcBackend.Transport.Tests;
@@ -13,7 +14,7 @@ public class SocketSessionTests
         Assert.That(ServerFixture.WaitFor(() => fx.Server.ConnectionCount == 1));
         Assert.That(fx.Server.Connections[0].Engine.State, Is.EqualTo(AdapterState.Ready));
         Assert.That(g.FrontEnd.Config.DrcIndex, Is.EqualTo(fx.Limits.DrcIndex));
-        Assert.That(g.FrontEnd.Config.RemoteWindowSize, Is.EqualTo(fx.Server.Connections[0].Engine.RemoteWindowSize));
+        Assert.That(g.FrontEnd.Config.RemoteWindowSize, Is.EqualTo(fx.Server.Connections[0].Engine.Config.RemoteWindowSize));
         Assert.That(g.Partition.RequestVmc(out uint drc), Is.EqualTo(0));
         Assert.That(drc, Is.EqualTo(fx.Limits.DrcIndex));
         var f = g.OpenRouter();

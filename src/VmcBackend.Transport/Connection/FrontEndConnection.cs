@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using Serilog;
 using VmcBackend.Engine;
+using VmcBackend.Engine.Backend;
 using VmcBackend.Engine.Memory;
 using VmcBackend.Transport.Framing;
 using VmcBackend.Transport.Interop;
@@ -28,6 +29,7 @@ public sealed class FrontEndConnection : IDisposable
     private readonly FrameSocket _frames;
     private readonly GuestMemoryMap _memory = new();
     private readonly FrontEndNotifier _notifier = new();
+    private readonly V1GuestQueue _queue;
     private readonly ILogger _log;
     private readonly GuestSegment[] _segments = new GuestSegment[VmcUserLayout.MaxSegments];
     private readonly byte[] _reply = new byte[64];
@@ -39,7 +41,8 @@ public sealed class FrontEndConnection : IDisposable
         _frames = new FrameSocket(socketFd);
         _log = log.ForContext("Connection", name);
         Name = name;
-        Engine = new VmcEngine(limits, _memory, _notifier, _log);
+        _queue = new V1GuestQueue(_memory, _notifier, _log);
+        Engine = (VmcEngine)VmcEngine.Factory(limits, _log)(_queue);
     }
 
     public string Name { get; }
@@ -58,10 +61,10 @@ public sealed class FrontEndConnection : IDisposable
         {
             while (!_stopping)
             {
-                if (Engine.BacklogCount > 0)
+                if (Engine.HasPendingOutput)
                 {
                     var pfd = new LibC.PollFd { Fd = _frames.Fd, Events = LibC.POLLIN };
-                    if (LibC.Poll(&pfd, 1, 1) == 0) { Engine.Pump(); continue; }
+                    if (LibC.Poll(&pfd, 1, 1) == 0) { Engine.Poll(); if (_queue.Failure != null) { Fail(_queue.Failure); break; } continue; }
                 }
                 var err = _frames.Read(out var header);
                 if (err == FrameError.Closed)
@@ -77,6 +80,7 @@ public sealed class FrontEndConnection : IDisposable
                 Stats.Requests++;
                 Stats.BusyTicks += Stopwatch.GetTimestamp() - t0;
                 if (!ok) break;
+                if (_queue.Failure != null) { Fail(_queue.Failure); break; }
             }
         }
         catch (Exception e)
@@ -130,7 +134,7 @@ public sealed class FrontEndConnection : IDisposable
             case VmcUserRequest.GetConfig:
                 if (!Expect(h, 0, 0)) return false;
                 var l = Engine.Limits;
-                VmcUserLayout.WriteConfig(_reply, l.DrcIndex, (uint)l.MaxMtu, (ushort)l.PoolSize, (byte)l.MaxHmcs, Engine.RemoteWindowSize);
+                VmcUserLayout.WriteConfig(_reply, l.DrcIndex, (uint)l.MaxMtu, (ushort)l.PoolSize, (byte)l.MaxHmcs, Engine.Config.RemoteWindowSize);
                 return Reply(h.Request, _reply.AsSpan(0, VmcUserLayout.ConfigSize));
             case VmcUserRequest.SetMemTable: return SetMemTable(h, p, fds);
             case VmcUserRequest.SetCallFd:
@@ -144,25 +148,24 @@ public sealed class FrontEndConnection : IDisposable
             case VmcUserRequest.RegCrq: return RegCrq(h, p, fds);
             case VmcUserRequest.FreeCrq:
                 if (!Expect(h, 0, 0)) return false;
-                _notifier.ClearState();
-                return ReplyU64(h.Request, (ulong)Engine.FreeQueue());
+                _queue.Unregister();
+                return ReplyU64(h.Request, (ulong)(long)Engine.FreeQueue());
             case VmcUserRequest.SendCrq:
                 if (!Expect(h, 16, 0)) return false;
-                return ReplyU64(h.Request, (ulong)Engine.SendCrq(p));
+                return ReplyU64(h.Request, (ulong)(long)_queue.Submit(p, Engine));
             case VmcUserRequest.CopyRdma: return CopyRdma(h, p, fds);
             case VmcUserRequest.RequestVmc:
             {
                 if (!Expect(h, 0, 0)) return false;
-                long rc = Engine.RequestVmc(out uint drc);
+                long rc = (long)Engine.RequestVmc(out uint drc);
                 BinaryPrimitives.WriteInt64LittleEndian(_reply, rc);
                 BinaryPrimitives.WriteUInt64LittleEndian(_reply.AsSpan(8), drc);
                 return Reply(h.Request, _reply.AsSpan(0, 16));
             }
             case VmcUserRequest.Reset:
                 if (!Expect(h, 0, 0)) return false;
+                _queue.Unregister();
                 Engine.Reset();
-                _notifier.ClearState();
-                _log.Information("device reset");
                 return ReplyU64(h.Request, 0);
             default:
                 return Fail($"unknown request {(uint)h.Request}");
@@ -233,7 +236,9 @@ public sealed class FrontEndConnection : IDisposable
             return Fail("REG_CRQ: the state fd is not a memfd of at least 8 bytes");
         if (!SharedMemfd.TryMap(stateFd, 4096, out nint state)) return Fail($"REG_CRQ: cannot map the state memfd (errno {LibC.LastError})");
         _notifier.SetState(_frames.TakeFd(0), state);
-        long rc = Engine.RegisterQueue(_segments.AsSpan(0, (int)nseg), entries, tail, (flags & VmcUserLayout.CrqFlagReconnect) != 0);
+        long rc = _queue.Register(_segments.AsSpan(0, (int)nseg), entries, tail)
+            ? (long)Engine.RegisterQueue(entries, (flags & VmcUserLayout.CrqFlagReconnect) != 0)
+            : (long)Wire.Hcall.HcallReturn.Parameter;
         return ReplyU64(h.Request, (ulong)rc);
     }
 
@@ -246,7 +251,7 @@ public sealed class FrontEndConnection : IDisposable
         if (nseg > VmcUserLayout.MaxSegments || p.Length != VmcUserLayout.RdmaHeaderSize + nseg * VmcUserLayout.SegmentSize)
             return Fail($"COPY_RDMA: {nseg} segments in a {p.Length}-byte payload");
         ReadSegments(p[VmcUserLayout.RdmaHeaderSize..], (int)nseg);
-        long rc = Engine.CopyRdma((RdmaDirection)dir, remote, length, _segments.AsSpan(0, (int)nseg));
+        long rc = (long)Engine.CopyRdma((RdmaDirection)dir, remote, length, _segments.AsSpan(0, (int)nseg));
         return ReplyU64(h.Request, (ulong)rc);
     }
 

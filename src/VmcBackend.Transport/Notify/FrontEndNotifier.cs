@@ -1,5 +1,4 @@
 using System.Threading;
-using VmcBackend.Engine;
 using VmcBackend.Transport.Interop;
 
 namespace VmcBackend.Transport.Notify;
@@ -9,7 +8,7 @@ namespace VmcBackend.Transport.Notify;
 /// interrupt; the CRQ state memfd holds the next slot index so QEMU can write a transport event
 /// at the right place if vmcd disappears.
 /// </summary>
-public sealed unsafe class FrontEndNotifier : IGuestNotifier, IDisposable
+public sealed unsafe class FrontEndNotifier : IDisposable
 {
     private int _callFd = -1;
     private nint _state;
