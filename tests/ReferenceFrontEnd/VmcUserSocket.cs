@@ -47,7 +47,9 @@ public sealed unsafe class VmcUserSocket : IDisposable
                     msg.msg_control = control;
                     msg.msg_controllen = (socklen_t)space;
                     var h = LibC.CMSG_FIRSTHDR(&msg);
-                    h->cmsg_len = (socklen_t)LibC.CMSG_LEN(sizeof(int) * fds.Length);
+                    // Not LibC.CMSG_LEN: Tmds.LibC 0.5.0 rounds it up like CMSG_SPACE (24 for one fd), which would
+                    // send a second, garbage fd number. CMSG_LEN(n) is the header plus n bytes.
+                    h->cmsg_len = (socklen_t)(LibC.CMSG_LEN(0) + sizeof(int) * fds.Length);
                     h->cmsg_level = LibC.SOL_SOCKET;
                     h->cmsg_type = LibC.SCM_RIGHTS;
                     fds.CopyTo(new Span<int>(LibC.CMSG_DATA(h), fds.Length));

@@ -138,6 +138,7 @@ public sealed unsafe class FrameSocket
             for (var h = LibC.CMSG_FIRSTHDR(&msg); h != null; h = LibC.CMSG_NXTHDR(&msg, h))
             {
                 if (h->cmsg_level != LibC.SOL_SOCKET || h->cmsg_type != LibC.SCM_RIGHTS) continue;
+                // CMSG_LEN(0) is the bare header (Tmds.LibC 0.5.0's CMSG_LEN(n) rounds n up, so never use it with n > 0).
                 int count2 = ((int)h->cmsg_len - LibC.CMSG_LEN(0)) / sizeof(int);
                 int* fds = (int*)LibC.CMSG_DATA(h);
                 for (int i = 0; i < count2; i++)
