@@ -56,6 +56,9 @@ public sealed unsafe class FrontEndChannel : IDisposable
 
     public uint SqPending => _sqProd - Read32(Ch.SqCons);
 
+    /// <summary>The req_seq the next slot request will carry.</summary>
+    public uint NextSeq => _reqSeq + 1;
+
     // ---- output ring
 
     /// <summary>Takes the next back-end entry, if any.</summary>
