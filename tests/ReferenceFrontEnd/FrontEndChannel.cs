@@ -86,6 +86,20 @@ public sealed unsafe class FrontEndChannel : IDisposable
 
     public uint OqPending => Read32(Ch.OqProd) - _oqCons;
 
+    /// <summary>Takes the next back-end entry, sleeping on the call eventfd up to <paramref name="deadlineMs"/>.</summary>
+    public bool WaitOutput(Span<byte> entry, int deadlineMs)
+    {
+        long end = Environment.TickCount64 + deadlineMs;
+        while (!TryTakeOutput(entry))
+        {
+            int left = (int)(end - Environment.TickCount64);
+            if (left <= 0 || Violation != null) return false;
+            Call.WaitReadable(left);
+            Call.Drain();
+        }
+        return true;
+    }
+
     // ---- request slot
 
     /// <summary>

@@ -88,7 +88,7 @@ internal sealed class LinkedFrontEnd : IDisposable
     {
         Assert.That(Channel.TrySubmit(entry), "SQ has room");
         var got = new byte[16];
-        Assert.That(ServerFixture.WaitFor(() => Channel.TryTakeOutput(got), ms), "the entry came back in the output ring");
+        Assert.That(Channel.WaitOutput(got, ms), "the entry came back in the output ring");
         return got;
     }
 
