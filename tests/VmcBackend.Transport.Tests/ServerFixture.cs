@@ -12,7 +12,8 @@ namespace VmcBackend.Transport.Tests;
 internal sealed class LogCollector : ILogEventSink
 {
     public readonly ConcurrentQueue<(LogEventLevel Level, string Text)> Lines = new();
-    public void Emit(LogEvent e) => Lines.Enqueue((e.Level, e.RenderMessage()));
+    public readonly ConcurrentQueue<LogEvent> Events = new();
+    public void Emit(LogEvent e) { Events.Enqueue(e); Lines.Enqueue((e.Level, e.RenderMessage())); }
     public string[] Errors => Lines.Where(l => l.Level >= LogEventLevel.Error).Select(l => l.Text).ToArray();
 }
 
