@@ -1,3 +1,4 @@
+using VmcBackend.Engine.Handshake;
 using VmcBackend.Testing;
 using VmcBackend.Wire.Router;
 
@@ -54,45 +55,87 @@ public class ResetTests
     public void GuestResetMidSessionRecovers([Values(Point.RouterOpen, Point.Exhausted, Point.ReadyNoSession)] Point point)
     {
         var (h, _) = Reach(point);
-        h.Partition.ResetAdapter();     // FREE_CRQ, REG_CRQ, init
+        h.Partition.ResetAdapter();     // the reset task: FREE_CRQ, REG_CRQ, init
         h.Client.Settle();
         Assert.That(h.Partition.State, Is.EqualTo(DriverState.Ready));
         Assert.That(h.Engine.State, Is.EqualTo(AdapterState.Ready));
-        Assert.That(h.Engine.Hmc(0).IsOpen, Is.False);
+        Assert.That(h.Engine.Session(0).IsOpen, Is.False);
         var g = h.OpenRouterSession("after-reset");
         Assert.That(h.Client.Call(g, RouterOpcode.Echo, 1, [5], out _).ReturnCode, Is.EqualTo(0));
         h.AssertHealthy();
     }
 
     [Test]
+    public void GuestResetStallsWhenTheInitResponseArrivesBeforeInterruptsAreBackOn()
+    {
+        // ibmvmc_reset_task sends 0xC001 and then calls vio_enable_interrupts without looking at
+        // the queue again. A partner that answers before the enable loses the pulse, and the
+        // driver sits in crqinit with 0xC002 in its queue until some later interrupt.
+        var (h, _) = Reach(Point.RouterOpen);
+        h.Device.MoveOutputInHcalls = true;
+        h.Partition.ResetAdapter();
+        h.Client.Settle();
+        Assert.That(h.Partition.State, Is.EqualTo(DriverState.CrqInit), "stuck: the pulse for 0xC002 was lost");
+        Assert.That(h.Device.Queue.Outstanding, Is.EqualTo(1u), "0xC002 sits unconsumed in the guest queue");
+        Assert.That(h.Device.Queue.LostPulses, Is.GreaterThan(0));
+        // Any later interrupt recovers it (here: the back-end restarts and the front-end writes a transport event).
+        h.Device.MoveOutputInHcalls = false;
+        h.RestartHypervisor();
+        h.Client.Settle();
+        Assert.That(h.Partition.State, Is.EqualTo(DriverState.Ready));
+        DriverBug.ExpectedFailure("ibmvmc_reset_task",
+            "\"vio_enable_interrupts(to_vio_dev(adapter->dev));\" after sending 0xC001, with no second look at the CRQ (ibmvmc_task re-checks after enabling; the reset task does not)");
+    }
+
+    [Test]
+    public void TransportEventAfterACloseWritesIntoTheFreedFileSession()
+    {
+        // Trap 3: ibmvmc_close() frees the file session but hmc->file_session keeps pointing at it;
+        // the next transport event (any back-end restart) writes session->valid = 0 into freed memory.
+        var h = new Harness();
+        var f = h.OpenRouterSession();
+        Assert.That(h.Partition.Close(f), Is.EqualTo(0));
+        h.Client.Settle();
+        h.AssertHealthy();
+        h.RestartHypervisor();
+        h.Client.Settle();
+        Assert.That(h.Partition.Violations, Has.Count.EqualTo(1));
+        Assert.That(h.Partition.Violations[0], Does.StartWith("trap 3"));
+        Assert.That(h.Partition.State, Is.EqualTo(DriverState.Ready), "the channel itself recovers");
+        DriverBug.ExpectedFailure("trap 3",
+            "ibmvmc_close(): \"kfree_sensitive(session);\" leaves hmc->file_session set; ibmvmc_return_hmc(hmc, true) then does \"session->valid = 0;\"");
+    }
+
+    [Test]
     public void DeviceResetThenRebootedGuest()
     {
         var (h, _) = Reach(Point.RouterOpen);
-        h.Engine.Reset();
+        h.Device.MachineReset();
         Assert.That(h.Engine.State, Is.EqualTo(AdapterState.NoQueue));
-        Assert.That(h.Engine.Hmc(0).IsOpen, Is.False);
+        Assert.That(h.Engine.Session(0).IsOpen, Is.False);
         Assert.That(h.Engine.CheckConsistency(), Is.Null);
         // The rebooted guest probes again with a fresh driver instance.
-        var p2 = new SimulatedPartition(h.Rig.Platform);
+        var p2 = new SimulatedPartition(h.Device);
         Assert.That(p2.Probe(), Is.EqualTo(0));
-        var c2 = new PartitionClient(p2, () => h.Engine.Pump());
+        var c2 = new PartitionClient(p2, () => h.Device.Run());
         c2.Settle();
         Assert.That(p2.State, Is.EqualTo(DriverState.Ready));
         var f = c2.OpenSession();
         Assert.That(c2.Call(f, RouterOpcode.ExchangeOps, 1, default, out _).ReturnCode, Is.EqualTo(0));
+        Assert.That(p2.Violations, Is.Empty);
     }
 
     [Test]
     public void NeverOpenedHmcKeepsItsBufferAcrossTransportEvent()
     {
-        // Driver quirk: buffers of HMCs that were never opened survive a reset; the engine's re-add
+        // Trap 7: buffers of HMCs that were never opened survive a reset; the engine's re-add
         // then gets INVALID_BUFFER_ID, which it must treat as "the partition still has it".
         var h = new Harness(new VmcLimits { MaxHmcs = 2 }, hmcs: 2);
         h.OpenRouterSession("only-a");
         var engine = h.RestartHypervisor(new VmcLimits { MaxHmcs = 2 });
         h.Client.Settle();
         Assert.That(h.Partition.ValidBufferCount(1), Is.EqualTo(1));
-        Assert.That(engine.Hmc(1).Buffers[0].State, Is.EqualTo(Buffers.BufferState.Partition));
+        Assert.That(engine.Session(1).PartitionBuffers, Is.EqualTo(1));
         var a = h.OpenRouterSession("a2");
         var b = h.OpenRouterSession("b2");
         Assert.That(h.Client.Call(b, RouterOpcode.Echo, 4, [4], out _).ReturnCode, Is.EqualTo(0));
@@ -104,11 +147,11 @@ public class ResetTests
     public void CloseWhileRepliesAreQueuedDiscardsThemLoudly()
     {
         var (h, f) = Reach(Point.Exhausted);
-        Assert.That(h.Engine.Hmc(0).OutboundCount, Is.GreaterThan(0));
+        Assert.That(h.Engine.Session(0).OutboundQueued, Is.GreaterThan(0));
         h.Partition.Close(f!);
         h.Client.Settle();
         Assert.That(h.Engine.Counters.OutboundDiscarded, Is.GreaterThan(0));
-        Assert.That(h.Engine.Hmc(0).OutboundCount, Is.EqualTo(0));
+        Assert.That(h.Engine.Session(0).OutboundQueued, Is.EqualTo(0));
         h.AssertHealthy();
     }
 }

@@ -2,10 +2,10 @@ namespace VmcBackend.Testing;
 
 /// <summary>
 /// What the simulated partition (our stand-in for the Linux ibmvmc driver) runs on: the hypercalls
-/// exactly as the driver issues them (IOBAs in its TCE windows, LIOBNs), and its DMA memory.
-/// Implementations: in-process (hypercalls go straight to a VmcEngine, like QEMU would translate
-/// them) and the reference front-end (hypercalls go over the vmc-user socket to vmcd, guest RAM is
-/// a memfd).
+/// exactly as the driver issues them (IOBAs in its TCE windows, LIOBNs, raw PAPR return codes),
+/// the VIO interrupt, and its DMA memory. Implementations: the in-process front-end
+/// (FrontEnd.SpaprVmcModel) and the reference front-end (tests/ReferenceFrontEnd, over the socket
+/// to vmcd, guest RAM in a memfd).
 /// </summary>
 public interface IPartitionPlatform
 {
@@ -17,6 +17,12 @@ public interface IPartitionPlatform
     long SendCrq(ulong word1, ulong word2);
     long CopyRdma(ulong length, ulong sourceLiobn, ulong sourceIoba, ulong destLiobn, ulong destIoba);
     long RequestVmc(out ulong drcIndex);
+
+    /// <summary>H_VIO_SIGNAL(ua, enable ? 1 : 0): whether the device may raise the interrupt.</summary>
+    long VioSignal(bool enable);
+
+    /// <summary>request_irq: <paramref name="handler"/> runs for each interrupt pulse.</summary>
+    void ConnectInterrupt(Action handler);
 
     /// <summary>Allocates page-aligned DMA memory mapped in the local TCE window; returns its IOBA.</summary>
     ulong AllocDma(int bytes);

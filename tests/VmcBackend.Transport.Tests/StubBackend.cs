@@ -1,4 +1,4 @@
-using VmcBackend.Engine;
+using VmcBackend.Wire.Hcall;
 using VmcBackend.Engine.Backend;
 
 namespace VmcBackend.Transport.Tests;
@@ -22,7 +22,7 @@ internal sealed class StubBackend(IVmcFrontEnd frontEnd) : IVmcBackend
     public VmcBackendConfig Config => new(Drc, 4096, 32, 2, 254, WindowSize);
     public ulong Features => 0;
 
-    public long RegisterQueue(uint entries, bool reconnect)
+    public HcallReturn RegisterQueue(uint entries, bool reconnect)
     {
         _backlog.Clear();
         QueueEntries = entries;
@@ -33,10 +33,10 @@ internal sealed class StubBackend(IVmcFrontEnd frontEnd) : IVmcBackend
             Post(_entry);
             frontEnd.Notify();
         }
-        return 0;
+        return HcallReturn.Success;
     }
 
-    public long FreeQueue() { _backlog.Clear(); QueueEntries = 0; return 0; }
+    public HcallReturn FreeQueue() { _backlog.Clear(); QueueEntries = 0; return HcallReturn.Success; }
     public void Reset() => FreeQueue();
 
     public void SubmitEntry(ReadOnlySpan<byte> entry)
@@ -52,21 +52,21 @@ internal sealed class StubBackend(IVmcFrontEnd frontEnd) : IVmcBackend
         _backlog.Enqueue(entry.ToArray());
     }
 
-    public long CopyRdma(RdmaDirection direction, ulong remoteIoba, ulong length, ReadOnlySpan<Engine.Memory.GuestSegment> local)
+    public HcallReturn CopyRdma(RdmaDirection direction, ulong remoteIoba, ulong length, ReadOnlySpan<Engine.Memory.GuestSegment> local)
     {
-        if (remoteIoba > WindowSize || length > WindowSize - remoteIoba) return -15;   // H_REMOTE_PARM
+        if (remoteIoba > WindowSize || length > WindowSize - remoteIoba) return HcallReturn.RemoteParm;
         ulong at = remoteIoba;
         foreach (var s in local)
         {
             var w = _window.AsSpan((int)at, (int)s.Length);
             bool ok = direction == RdmaDirection.LocalToRemote ? frontEnd.Memory.TryRead(s.Address, w) : frontEnd.Memory.TryWrite(s.Address, w);
-            if (!ok) return direction == RdmaDirection.LocalToRemote ? -13 : -14;   // H_SOURCE_PARM / H_DEST_PARM
+            if (!ok) return direction == RdmaDirection.LocalToRemote ? HcallReturn.SourceParm : HcallReturn.DestParm;
             at += s.Length;
         }
-        return 0;
+        return HcallReturn.Success;
     }
 
-    public long RequestVmc(out uint drcIndex) { drcIndex = Drc; return 0; }
+    public HcallReturn RequestVmc(out uint drcIndex) { drcIndex = Drc; return HcallReturn.Success; }
 
     public bool HasPendingOutput => _backlog.Count > 0;
 

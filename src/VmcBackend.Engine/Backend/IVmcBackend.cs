@@ -1,4 +1,5 @@
 using VmcBackend.Engine.Memory;
+using VmcBackend.Wire.Hcall;
 
 namespace VmcBackend.Engine.Backend;
 
@@ -14,16 +15,17 @@ public interface IVmcBackend
     /// <summary>What GET_CONFIG reports.</summary>
     VmcBackendConfig Config { get; }
 
-    /// <summary>vmc-user feature bits this back-end offers (GET_FEATURES).</summary>
+    /// <summary>vmc-user feature bits this back-end needs offered (GET_FEATURES); the transport adds its own.</summary>
     ulong Features { get; }
 
     /// <summary>H_REG_CRQ (slot request REG_CRQ): the guest registered a queue of
     /// <paramref name="entries"/> entries. <paramref name="reconnect"/>: it did so before this
-    /// connection existed, so the back-end starts the handshake with an init. Returns the hcall rc.</summary>
-    long RegisterQueue(uint entries, bool reconnect);
+    /// connection existed, so the back-end starts the handshake with an init. Entries posted
+    /// before this call belonged to the previous queue.</summary>
+    HcallReturn RegisterQueue(uint entries, bool reconnect);
 
-    /// <summary>H_FREE_CRQ (slot request FREE_CRQ). Returns the hcall rc.</summary>
-    long FreeQueue();
+    /// <summary>H_FREE_CRQ (slot request FREE_CRQ).</summary>
+    HcallReturn FreeQueue();
 
     /// <summary>Device reset (socket RESET): drop queue, sessions and buffers.</summary>
     void Reset();
@@ -33,13 +35,14 @@ public interface IVmcBackend
     void SubmitEntry(ReadOnlySpan<byte> entry);
 
     /// <summary>H_COPY_RDMA between window 2 (the back-end's buffers) and guest memory; the guest
-    /// side is already translated into guest-physical segments. Returns the hcall rc.</summary>
-    long CopyRdma(RdmaDirection direction, ulong remoteIoba, ulong length, ReadOnlySpan<GuestSegment> local);
+    /// side is already translated into guest-physical segments.</summary>
+    HcallReturn CopyRdma(RdmaDirection direction, ulong remoteIoba, ulong length, ReadOnlySpan<GuestSegment> local);
 
-    /// <summary>H_REQUEST_VMC. Returns the hcall rc; <paramref name="drcIndex"/> goes to r4.</summary>
-    long RequestVmc(out uint drcIndex);
+    /// <summary>H_REQUEST_VMC; <paramref name="drcIndex"/> goes to r4.</summary>
+    HcallReturn RequestVmc(out uint drcIndex);
 
-    /// <summary>True while output waits in the back-end because the output ring was full.</summary>
+    /// <summary>True while output waits in the back-end (the output ring was full, or a message
+    /// waits for a buffer the partition has to give back).</summary>
     bool HasPendingOutput { get; }
 
     /// <summary>Retries pending output. The transport calls it on every wake-up and at least every
@@ -73,6 +76,15 @@ public enum ChannelFailure : uint
     OutputBacklogOverflow = 1,
     InternalError = 2,
     ProtocolViolation = 3,
+}
+
+/// <summary>Direction of an H_COPY_RDMA as seen from the guest (slot request COPY_RDMA, a0).</summary>
+public enum RdmaDirection : uint
+{
+    /// <summary>Guest memory (local) into a hypervisor-side buffer (remote).</summary>
+    LocalToRemote = 0,
+    /// <summary>Hypervisor-side buffer (remote) into guest memory (local).</summary>
+    RemoteToLocal = 1,
 }
 
 /// <summary>The back-end's configuration as GET_CONFIG reports it.</summary>

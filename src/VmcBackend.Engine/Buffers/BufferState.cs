@@ -5,18 +5,17 @@ public enum BufferState : byte
 {
     /// <summary>Not given to the partition (never added, removed, or forgotten by a close/reset).</summary>
     Unallocated,
-    /// <summary>Added to the partition (ADD_BUF sent) or returned to it by a SIGNAL: the partition may RDMA it and SIGNAL on it.</summary>
+    /// <summary>Added partition-owned, or returned to it by a hypervisor SIGNAL: the partition may RDMA it and SIGNAL on it.</summary>
     Partition,
-    /// <summary>The partition SIGNALled on it: the hypervisor holds it and may SIGNAL a message back on it.</summary>
+    /// <summary>The partition SIGNALled on it, or it was added hypervisor-owned: the hypervisor may SIGNAL a message on it.</summary>
     Hypervisor,
 }
 
-/// <summary>One buffer slot of an HMC's pool.</summary>
-public struct BufferSlot
+/// <summary>Why a REM_BUF was sent (the partition answers them in order).</summary>
+internal enum RemovalPurpose : byte
 {
-    public BufferState State;
-    /// <summary>ADD_BUF sent, ADD_BUF_RESP not yet seen.</summary>
-    public bool AddPending;
-    /// <summary>Returned to the partition by a hypervisor SIGNAL and not yet reused by it: possibly unread.</summary>
-    public bool Delivered;
+    /// <summary>Asked for from outside (operator, test, fault injection): the buffer stays removed.</summary>
+    Shrink,
+    /// <summary>A message waits for a buffer: the one returned is re-added for it.</summary>
+    Reclaim,
 }

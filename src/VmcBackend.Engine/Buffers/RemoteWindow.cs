@@ -5,7 +5,7 @@ namespace VmcBackend.Engine.Buffers;
 /// device). Buffer (HMC index i, id j) lives at slot i * MaxPool + j, each slot MaxMtu bytes, so the
 /// layout does not move when a renegotiation changes the MTU or pool size.
 /// </summary>
-public sealed class RemoteWindow
+internal sealed class RemoteWindow
 {
     private readonly byte[] _memory;
 

@@ -10,6 +10,7 @@ namespace VmcBackend.Engine.Router;
 /// its router return code:
 /// <list type="bullet">
 /// <item>shorter than the 32-byte header: 0x8022 (token 0, category 0x8000, opcode 0);</item>
+/// <item>longer than the router's 4096-byte limit, whatever the MTU: 0x8022 (token from bytes 8-11);</item>
 /// <item>no DE CA FF descriptor: 0x8003 (token taken from bytes 8-11);</item>
 /// <item>a response (flag 0x40) sent to the router: 0x802D;</item>
 /// <item>header length, message length or data length not matching what arrived: 0x8022;</item>
@@ -18,25 +19,17 @@ namespace VmcBackend.Engine.Router;
 /// </list>
 /// Requests without flag 0x80 (response expected) are carried out without a response.
 /// </summary>
-public sealed class HmcCommandRouter : IHmcSessionHandler
+public sealed class HmcCommandRouter(ILogger? log = null) : IHmcSessionHandler
 {
-    private const ushort InvalidResponse = 0x802D;
-    private readonly byte[] _response;
-    private readonly ILogger _log;
-    private bool _open;
-
-    public HmcCommandRouter(int maxMtu, ILogger? log = null)
-    {
-        _response = new byte[Math.Max(maxMtu, RouterHeader.Size)];
-        _log = log ?? Serilog.Core.Logger.None;
-    }
+    private readonly byte[] _response = new byte[RouterHeader.MaxMessageLength];
+    private readonly ILogger _log = log ?? Serilog.Core.Logger.None;
 
     /// <summary>True between exchange-ops and close.</summary>
-    public bool IsOpen => _open;
+    public bool IsOpen { get; private set; }
 
-    public void Opened(IHmcSessionOutput output, ReadOnlySpan<byte> hmcId) => _open = false;
+    public void Opened(IHmcSessionOutput output, ReadOnlySpan<byte> hmcId) => IsOpen = false;
 
-    public void Closed() => _open = false;
+    public void Closed() => IsOpen = false;
 
     public void Message(IHmcSessionOutput output, ReadOnlySpan<byte> message)
     {
@@ -47,8 +40,9 @@ public sealed class HmcCommandRouter : IHmcSessionHandler
             return;
         }
         var h = RouterHeader.Read(message);
+        if (message.Length > RouterHeader.MaxMessageLength) { Reply(output, h with { Flags = RouterFlags.ResponseExpected }, RouterReturnCode.InvalidSize, default); return; }
         if (!RouterHeader.HasDescriptor(message)) { Reply(output, h, RouterReturnCode.InvalidData, default); return; }
-        if (h.IsResponse) { Reply(output, h with { Flags = RouterFlags.ResponseExpected }, InvalidResponse, default); return; }
+        if (h.IsResponse) { Reply(output, h with { Flags = RouterFlags.ResponseExpected }, RouterReturnCode.InvalidResponse, default); return; }
         if (h.HeaderLength != RouterHeader.Size || h.MessageLength != (uint)message.Length
             || h.DataLength != (uint)(message.Length - RouterHeader.Size))
         {
@@ -62,19 +56,19 @@ public sealed class HmcCommandRouter : IHmcSessionHandler
         switch (h.Opcode)
         {
             case RouterOpcode.ExchangeOps:
-                if (_open) { Reply(output, h, RouterReturnCode.AlreadyOpen, default); return; }
-                _open = true;
+                if (IsOpen) { Reply(output, h, RouterReturnCode.AlreadyOpen, default); return; }
+                IsOpen = true;
                 _log.Information("router session opened");
                 Reply(output, h, RouterReturnCode.Good, default);
                 return;
             case RouterOpcode.Close:
-                if (!_open) { Reply(output, h, RouterReturnCode.InvalidState, default); return; }
-                _open = false;
+                if (!IsOpen) { Reply(output, h, RouterReturnCode.InvalidState, default); return; }
+                IsOpen = false;
                 _log.Information("router session closed");
                 Reply(output, h, RouterReturnCode.Good, default);
                 return;
             case RouterOpcode.Echo:
-                Reply(output, h, _open ? RouterReturnCode.Good : RouterReturnCode.InvalidState, _open ? data : default);
+                Reply(output, h, IsOpen ? RouterReturnCode.Good : RouterReturnCode.InvalidState, IsOpen ? data : default);
                 return;
             default:
                 Reply(output, h, RouterReturnCode.InvalidOpcode, default);
@@ -82,11 +76,12 @@ public sealed class HmcCommandRouter : IHmcSessionHandler
         }
     }
 
-    private void Reply(IHmcSessionOutput output, in RouterHeader request, ushort rc, ReadOnlySpan<byte> data)
+    private void Reply(IHmcSessionOutput output, in RouterHeader request, RouterReturnCode rc, ReadOnlySpan<byte> data)
     {
         if ((request.Flags & RouterFlags.ResponseExpected) == 0) return;
         if (RouterHeader.Size + data.Length > output.Mtu)
         {
+            // Only an MTU below the router limit gets here (data never exceeds 4096 - 32).
             _log.Warning("router: response of {Length} bytes exceeds the MTU; answering invalid size", RouterHeader.Size + data.Length);
             data = default;
             rc = RouterReturnCode.InvalidSize;
@@ -95,6 +90,6 @@ public sealed class HmcCommandRouter : IHmcSessionHandler
         RouterHeader.ResponseTo(request, rc, data.Length).Write(m);
         data.CopyTo(m[RouterHeader.Size..]);
         if (!output.TrySend(m))
-            _log.Warning("router: response to opcode {Opcode:X4} token {Token} could not be queued", request.Opcode, request.Token);
+            _log.Warning("router: response to opcode {Opcode:X4} token {Token} could not be queued", (ushort)request.Opcode, request.Token);
     }
 }

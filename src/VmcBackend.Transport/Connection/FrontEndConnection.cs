@@ -8,6 +8,7 @@ using VmcBackend.Transport.Framing;
 using VmcBackend.Transport.Interop;
 using VmcBackend.Transport.Memory;
 using VmcBackend.Transport.Protocol;
+using VmcBackend.Wire.Hcall;
 
 namespace VmcBackend.Transport.Connection;
 
@@ -170,23 +171,23 @@ public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
     private bool ServeSlot(IVmcBackend backend, SharedChannel ch)
     {
         if (!ch.TryReadRequest(_segments, out var r, out int nseg)) return false;
-        long rc;
+        HcallReturn rc;
         ulong value = 0;
         switch (r.Kind)
         {
             case SlotKind.RegCrq:
                 value = ch.OqPosition;
                 rc = backend.RegisterQueue(r.A0, (r.A1 & SlotLayout.ReconnectFlag) != 0);
-                _log.Information("guest queue registered: {Entries} entries{Reconnect}, rc {Rc}", r.A0,
+                _log.Information("guest queue registered: {Entries} entries{Reconnect}, {Rc}", r.A0,
                     (r.A1 & SlotLayout.ReconnectFlag) != 0 ? " (reconnect)" : "", rc);
                 break;
             case SlotKind.FreeCrq:
                 rc = backend.FreeQueue();
                 value = ch.OqPosition;
-                _log.Information("guest queue freed, rc {Rc}", rc);
+                _log.Information("guest queue freed, {Rc}", rc);
                 break;
             case SlotKind.CopyRdma:
-                rc = backend.CopyRdma((Engine.RdmaDirection)r.A0, r.RemoteIoba, r.Length, _segments.AsSpan(0, nseg));
+                rc = backend.CopyRdma((RdmaDirection)r.A0, r.RemoteIoba, r.Length, _segments.AsSpan(0, nseg));
                 break;
             default:
                 rc = backend.RequestVmc(out uint drc);
@@ -194,7 +195,7 @@ public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
                 break;
         }
         _items++;
-        ch.Complete(r.Seq, rc, value);
+        ch.Complete(r.Seq, (long)rc, value);
         return true;
     }
 

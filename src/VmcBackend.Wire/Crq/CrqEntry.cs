@@ -3,25 +3,25 @@ using System.Buffers.Binary;
 namespace VmcBackend.Wire.Crq;
 
 /// <summary>First byte of a 16-byte CRQ entry.</summary>
-public static class CrqValid
+public enum CrqValid : byte
 {
-    public const byte Payload = 0x80;
-    public const byte Init = 0xC0;
-    public const byte Transport = 0xFF;
+    Payload = 0x80,
+    Init = 0xC0,
+    Transport = 0xFF,
 }
 
 /// <summary>Type byte of an init entry (valid 0xC0).</summary>
-public static class CrqInitType
+public enum CrqInitType : byte
 {
-    public const byte Init = 0x01;
-    public const byte InitResponse = 0x02;
+    Init = 0x01,
+    InitResponse = 0x02,
 }
 
 /// <summary>Type byte of a transport event (valid 0xFF).</summary>
-public static class CrqTransportType
+public enum CrqTransportType : byte
 {
-    public const byte PartnerFailed = 0x01;
-    public const byte PartnerClosed = 0x02;
+    PartnerFailed = 0x01,
+    PartnerClosed = 0x02,
 }
 
 /// <summary>VMC message types carried in payload entries (valid 0x80).</summary>
@@ -40,7 +40,7 @@ public enum VmcMessageType : byte
     Signal = 0x06,
 }
 
-/// <summary>Status byte of VMC responses.</summary>
+/// <summary>Status byte of VMC responses (ibmvmc.h VMC_MSG_*).</summary>
 public enum VmcStatus : byte
 {
     Success = 0,
@@ -51,11 +51,20 @@ public enum VmcStatus : byte
     NoBuffer = 5,
 }
 
-/// <summary>Buffer owner byte in ADD_BUF.</summary>
-public static class BufferOwner
+/// <summary>Status byte of a CAP_RESP (ibmvmc.h, struct ibmvmc_admin_crq_msg: "either 1 - General
+/// Failure, or 2 - Invalid Version").</summary>
+public enum CapabilitiesStatus : byte
 {
-    public const byte Partition = 0;
-    public const byte Hypervisor = 1;
+    Success = 0,
+    GeneralFailure = 1,
+    InvalidVersion = 2,
+}
+
+/// <summary>Buffer owner byte in ADD_BUF (VMC_BUF_OWNER_ALPHA / VMC_BUF_OWNER_HV).</summary>
+public enum BufferOwner : byte
+{
+    Partition = 0,
+    Hypervisor = 1,
 }
 
 /// <summary>
@@ -64,7 +73,7 @@ public static class BufferOwner
 /// message length (be32). Also used to build init and transport entries (type only).
 /// </summary>
 public readonly record struct CrqEntry(
-    byte Valid, byte Type, byte Status, byte Owner, byte Session, byte HmcIndex, ushort BufferId, uint Word)
+    CrqValid Valid, byte Type, VmcStatus Status, BufferOwner Owner, byte Session, byte HmcIndex, ushort BufferId, uint Word)
 {
     public const int Size = 16;
     public const ushort InvalidBufferId = 0xFFFF;
@@ -78,21 +87,22 @@ public readonly record struct CrqEntry(
     public uint MessageLength => Word;
 
     public static CrqEntry Read(ReadOnlySpan<byte> e) => new(
-        e[0], e[1], e[2], e[3], e[4], e[5],
+        (CrqValid)e[0], e[1], (VmcStatus)e[2], (BufferOwner)e[3], e[4], e[5],
         BinaryPrimitives.ReadUInt16BigEndian(e[6..]), BinaryPrimitives.ReadUInt32BigEndian(e[12..]));
 
     public void Write(Span<byte> e)
     {
-        e[0] = Valid; e[1] = Type; e[2] = Status; e[3] = Owner; e[4] = Session; e[5] = HmcIndex;
+        e[0] = (byte)Valid; e[1] = Type; e[2] = (byte)Status; e[3] = (byte)Owner; e[4] = Session; e[5] = HmcIndex;
         BinaryPrimitives.WriteUInt16BigEndian(e[6..], BufferId);
         BinaryPrimitives.WriteUInt32BigEndian(e[8..], 0);
         BinaryPrimitives.WriteUInt32BigEndian(e[12..], Word);
     }
 
-    public static CrqEntry Message(VmcMessageType type, VmcStatus status, byte session, byte index, ushort bufferId, uint word = 0, byte owner = 0)
-        => new(CrqValid.Payload, (byte)type, (byte)status, owner, session, index, bufferId, word);
+    public static CrqEntry Message(VmcMessageType type, VmcStatus status, byte session, byte index, ushort bufferId,
+        uint word = 0, BufferOwner owner = BufferOwner.Partition)
+        => new(CrqValid.Payload, (byte)type, status, owner, session, index, bufferId, word);
 
-    public static CrqEntry InitEntry(byte initType) => new(CrqValid.Init, initType, 0, 0, 0, 0, 0, 0);
+    public static CrqEntry InitEntry(CrqInitType initType) => new(CrqValid.Init, (byte)initType, 0, 0, 0, 0, 0, 0);
 
-    public static CrqEntry TransportEvent(byte eventType) => new(CrqValid.Transport, eventType, 0, 0, 0, 0, 0, 0);
+    public static CrqEntry TransportEvent(CrqTransportType eventType) => new(CrqValid.Transport, (byte)eventType, 0, 0, 0, 0, 0, 0);
 }

@@ -1,27 +1,27 @@
 namespace VmcBackend.Wire.Hcall;
 
-/// <summary>PAPR hypervisor-call return codes (arch/powerpc/include/asm/hvcall.h) used by the VMC path.</summary>
-public static class HcallReturn
+/// <summary>
+/// PAPR hypervisor-call return codes (arch/powerpc/include/asm/hvcall.h) of the VMC path, as the
+/// 64-bit values the guest sees in r3 (negative codes sign-extended).
+/// </summary>
+public enum HcallReturn : long
 {
-    public const long Success = 0;
-    public const long Busy = 1;
-    public const long Closed = 2;
-    public const long NotAvailable = 3;
-    public const long Hardware = -1;
-    public const long Function = -2;
-    public const long Privilege = -3;
-    public const long Parameter = -4;
-    public const long Authority = -10;
-    public const long Permission = -11;
-    public const long Dropped = -12;
-    public const long SourceParm = -13;
-    public const long DestParm = -14;
-    public const long RemoteParm = -15;
-    public const long Resource = -16;
-}
-
-/// <summary>Hypervisor-call opcodes of the VMC path.</summary>
-public static class HcallOpcode
-{
-    public const ulong RegCrq = 0xFC, FreeCrq = 0x100, VioSignal = 0x104, SendCrq = 0x108, CopyRdma = 0x110, RequestVmc = 0x360;
+    Success = 0,
+    Busy = 1,
+    Closed = 2,
+    NotAvailable = 3,
+    Hardware = -1,
+    Function = -2,
+    Privilege = -3,
+    Parameter = -4,
+    Authority = -10,
+    Permission = -11,
+    Dropped = -12,
+    SourceParm = -13,
+    DestParm = -14,
+    RemoteParm = -15,
+    Resource = -16,
+    /// <summary>First long-busy code (H_LONG_BUSY_ORDER_1_MSEC); the range runs to 9905.</summary>
+    LongBusyFirst = 9900,
+    LongBusyLast = 9905,
 }
