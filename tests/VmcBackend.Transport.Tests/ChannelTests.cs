@@ -130,4 +130,65 @@ public class ChannelTests
         Assert.That(fe.Link.Socket.WaitForClose(5000, out _));
         Assert.That(fx.WaitForError("MEM_TABLE_UPDATES"));
     }
+
+    [Test]
+    public void BackendFailureBecomesChannelFailedAndAClose()
+    {
+        using var fx = new ServerFixture();
+        using var fe = new LinkedFrontEnd(fx);
+        fe.Channel.Request(Ch.KindRegCrq, 64);
+        // Nobody consumes the OQ: 1,024 entries fill it, the stub's 2,048-entry backlog overflows.
+        uint sent = 0;
+        while (fe.Link.Socket.Failure == null && sent < 10_000 && !fe.Link.Socket.Socket.Poll(0, System.Net.Sockets.SelectMode.SelectRead))
+            if (fe.Channel.TrySubmit(Entry(0x80, 2, sent))) sent++; else Thread.Yield();
+        Assert.That(fe.Link.Socket.ReadFrame(5000)?.Request, Is.EqualTo(Vu.ChannelFailed));
+        Assert.That(fe.Link.Socket.Failure?.Reason, Is.EqualTo(1u), "reason 1: output backlog overflow");
+        Assert.That(fe.Link.Socket.WaitForClose(5000, out _));
+        Assert.That(fx.WaitForError("backlog overflow"));
+    }
+
+    private sealed class ThrowingBackend(Engine.Backend.IVmcFrontEnd fe) : Engine.Backend.IVmcBackend
+    {
+        private readonly StubBackend _inner = new(fe);
+        public Engine.Backend.VmcBackendConfig Config => _inner.Config;
+        public ulong Features => 0;
+        public Wire.Hcall.HcallReturn RegisterQueue(uint entries, bool reconnect) => _inner.RegisterQueue(entries, reconnect);
+        public Wire.Hcall.HcallReturn FreeQueue() => _inner.FreeQueue();
+        public void Reset() => _inner.Reset();
+        public void SubmitEntry(ReadOnlySpan<byte> entry) => throw new InvalidOperationException("engine bug");
+        public Wire.Hcall.HcallReturn CopyRdma(Engine.Backend.RdmaDirection d, ulong r, ulong l, ReadOnlySpan<Engine.Memory.GuestSegment> s) => _inner.CopyRdma(d, r, l, s);
+        public Wire.Hcall.HcallReturn RequestVmc(out uint drc) => _inner.RequestVmc(out drc);
+        public bool HasPendingOutput => false;
+        public void Poll() { }
+    }
+
+    [Test]
+    public void AnExceptionInTheBackendIsContainedToItsConnection()
+    {
+        using var fx = new ServerFixture(fe => new ThrowingBackend(fe));
+        using var other = new LinkedFrontEnd(fx);
+        other.Channel.Request(Ch.KindRegCrq, 64);
+        using var fe = new LinkedFrontEnd(fx);
+        fe.Channel.Request(Ch.KindRegCrq, 64);
+        fe.Channel.TrySubmit(Entry(0x80, 2, 1));
+        Assert.That(fe.Link.Socket.ReadFrame(5000)?.Request, Is.EqualTo(Vu.ChannelFailed));
+        Assert.That(fe.Link.Socket.Failure?.Reason, Is.EqualTo(2u), "reason 2: internal error");
+        Assert.That(fe.Link.Socket.WaitForClose(5000, out _));
+        Assert.That(fx.WaitForError("engine bug"));
+        Assert.That(other.Channel.Request(Ch.KindRequestVmc)?.Rc, Is.EqualTo(0), "the other connection is unaffected");
+    }
+
+    [Test]
+    public void AFactoryThatThrowsRefusesOnlyThatConnection()
+    {
+        int n = 0;
+        using var fx = new ServerFixture(fe => Interlocked.Increment(ref n) == 1 ? throw new InvalidOperationException("no engine for you") : new StubBackend(fe));
+        using (var s = fx.RawConnect())
+        {
+            Assert.That(s.ReadFrame(5000)?.Request, Is.EqualTo(Vu.ChannelFailed));
+            Assert.That(s.Failure?.Text, Does.Contain("no engine for you"));
+        }
+        using var fe = new LinkedFrontEnd(fx);
+        Assert.That(fe.Channel.Request(Ch.KindRequestVmc)?.Rc, Is.EqualTo(0));
+    }
 }

@@ -38,9 +38,9 @@ public class ServerTests
         // Make the socket reachable for the test (vmcd creates it 0600 in a private directory).
         File.SetUnixFileMode(fx.Directory, (UnixFileMode)0x1ED);   // 0755
         File.SetUnixFileMode(fx.Path, (UnixFileMode)0x1B6);        // 0666
-        string script = $"import socket\ns = socket.socket(socket.AF_UNIX); s.connect('{fx.Path}')\n" +
-                        "s.settimeout(5); s.sendall(bytes([1,0,0,0,2,0,0,0,0,0,0,0]))\n" +
-                        "try: print('closed' if len(s.recv(100)) == 0 else 'answered')\nexcept ConnectionResetError: print('closed')";
+        string script = $"import socket\ns = socket.socket(socket.AF_UNIX); s.connect('{fx.Path}'); s.settimeout(5)\n" +
+                        "try:\n    s.sendall(bytes([1,0,0,0,2,0,0,0,0,0,0,0]))\n    print('closed' if len(s.recv(100)) == 0 else 'answered')\n" +
+                        "except (ConnectionResetError, BrokenPipeError):\n    print('closed')\n";
         var p = Process.Start(new ProcessStartInfo("setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", script])
             { RedirectStandardOutput = true, RedirectStandardError = true })!;
         string output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
