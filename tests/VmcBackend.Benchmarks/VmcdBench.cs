@@ -92,14 +92,16 @@ internal static class VmcdBench
     /// <summary>
     /// H_COPY_RDMA of <paramref name="size"/> bytes, guest -> a back-end buffer, through the request
     /// slot: a whole guest brings up a session (so vmcd has buffers the guest may write), then the
-    /// device's slot carries raw COPY_RDMA requests and waits for done_seq (spin, then the done eventfd).
+    /// device's slot carries raw COPY_RDMA requests and waits for done_seq (spinning
+    /// <paramref name="frontEndSpinUs"/>, then sleeping on the done eventfd).
     /// </summary>
-    public static Stats CopyRdma(string socket, int size, int rounds)
+    public static Stats CopyRdma(string socket, int size, int rounds, int frontEndSpinUs)
     {
         using var g = new ReferenceGuest(socket, maxHmcs: 1, mtu: size);
         var f = g.OpenRouter("bench-rdma");
         g.Echo(f, new byte[64], 1);
         var ch = g.Device.Link!.Channel;
+        ch.SpinMicroseconds = frontEndSpinUs;
         (ulong, ulong)[] seg = [(0x10_0000, (ulong)size)];
         ulong remote = ulong.MaxValue;
         for (ulong k = 0; k < 64 && remote == ulong.MaxValue; k++)
