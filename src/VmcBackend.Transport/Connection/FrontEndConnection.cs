@@ -31,8 +31,8 @@ public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
     private readonly VmcBackendFactory _factory;
     private readonly ILogger _log;
     private readonly GuestMemoryMap _memory = new();
-    private readonly EventFd _stop = EventFd.Create();
-    private readonly Epoll _epoll = new();
+    private readonly EventFd _stop;
+    private readonly Epoll _epoll;
     private readonly byte[] _reply = new byte[FrameHeader.MaxPayload];
     private readonly MemRegion[] _regions = new MemRegion[MemTableRequest.MaxRegions];
     private readonly GuestSegment[] _segments = new GuestSegment[SlotLayout.MaxSegments];
@@ -53,6 +53,9 @@ public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
         _log = log.ForContext("Connection", name);
         _spinTicks = spinMicroseconds * Stopwatch.Frequency / 1_000_000;
         Name = name;
+        _stop = EventFd.Create();
+        try { _epoll = new Epoll(); }
+        catch { _stop.Dispose(); throw; }
     }
 
     public string Name { get; }

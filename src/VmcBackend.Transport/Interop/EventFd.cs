@@ -18,19 +18,15 @@ public sealed unsafe class EventFd : IDisposable
     }
 
     /// <summary>
-    /// Takes ownership of a received fd if it is an eventfd (and makes it non-blocking);
-    /// otherwise disposes it and says why.
+    /// Takes ownership of a received fd if it is an eventfd; otherwise disposes it and says why.
+    /// Its flags are left alone (they belong to the open file description the front-end shares):
+    /// vmcd reads a received eventfd only after epoll reported it readable.
     /// </summary>
     public static EventFd? TryAdopt(OwnedFd fd, out string? error)
     {
         error = null;
-        if (!IsEventFd(fd.Fd)) error = "not an eventfd";
-        else
-        {
-            int fl = LibC.fcntl(fd.Fd, LibC.F_GETFL);
-            if (fl < 0 || LibC.fcntl(fd.Fd, LibC.F_SETFL, fl | LibC.O_NONBLOCK) < 0) error = $"fcntl failed: {Errno.Describe(Errno.Last)}";
-            else return new EventFd(fd);
-        }
+        if (IsEventFd(fd.Fd)) return new EventFd(fd);
+        error = "not an eventfd";
         fd.Dispose();
         return null;
     }
@@ -60,7 +56,7 @@ public sealed unsafe class EventFd : IDisposable
         return n == 8 || (n < 0 && LibC.errno == LibC.EAGAIN);
     }
 
-    /// <summary>Reads and resets the counter; 0 if nothing was pending.</summary>
+    /// <summary>Reads and resets the counter; 0 if nothing was pending (call it on a received fd only when it is readable).</summary>
     public ulong Drain()
     {
         ulong v = 0;

@@ -37,22 +37,34 @@ public sealed class VmcServer : IDisposable
         _log = log;
     }
 
-    /// <summary>Creates the socket at <paramref name="path"/> (replacing a stale one), mode 0600.</summary>
+    /// <summary>
+    /// Creates the socket at <paramref name="path"/> (replacing a stale one), mode 0600. It is bound
+    /// and listening under a temporary name first and then renamed into place, so the path never
+    /// names a socket that refuses connections or has a wider mode.
+    /// </summary>
     public static VmcServer Listen(string path, VmcBackendFactory factory, ILogger log, VmcServerOptions? options = null)
     {
         if (Directory.Exists(path)) throw new IOException($"{path} is a directory; give the socket a file path");
-        string? dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
+        string full = System.IO.Path.GetFullPath(path);
+        string? dir = System.IO.Path.GetDirectoryName(full);
         if (dir != null && !Directory.Exists(dir)) throw new IOException($"the socket's directory {dir} does not exist; create it or choose another path");
-        if (File.Exists(path)) File.Delete(path);
+        string temporary = System.IO.Path.Combine(dir ?? "/", $".{System.IO.Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+        if (File.Exists(temporary)) File.Delete(temporary);
         var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
-            s.Bind(new UnixDomainSocketEndPoint(path));
-            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            s.Bind(new UnixDomainSocketEndPoint(temporary));
+            File.SetUnixFileMode(temporary, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             s.Listen(64);
+            File.Move(temporary, full, overwrite: true);
         }
-        catch { s.Dispose(); throw; }
-        return new VmcServer(s, path, factory, options, log);
+        catch
+        {
+            s.Dispose();
+            try { File.Delete(temporary); } catch (IOException) { }
+            throw;
+        }
+        return new VmcServer(s, full, factory, options, log);
     }
 
     /// <summary>Serves on an inherited, already listening socket fd (socket activation).</summary>
