@@ -40,7 +40,7 @@ public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
     private IVmcBackend? _backend;
     private SharedChannel? _channel;
     private VmcUserFeatures _offered, _features;
-    private bool _memTableSet, _again, _notify;
+    private bool _memTableSet, _again, _notify, _closing;
     private (ChannelFailure Reason, string Text)? _failure;
     private long _items, _busyTicks, _allocatedAtStart;
 
@@ -59,9 +59,6 @@ public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
     }
 
     public string Name { get; }
-
-    /// <summary>Why the connection ended badly (null while running or after an orderly close).</summary>
-    public string? Failure { get; private set; }
 
     /// <summary>Wakes the loop and makes it end (from any thread).</summary>
     public void RequestStop() => _stop.Signal();
@@ -334,10 +331,12 @@ public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
         return Close(why);
     }
 
+    /// <summary>The one error line of a connection that ends badly (later reasons, e.g. a failed reply, go to Debug).</summary>
     private bool Close(string why)
     {
-        Failure ??= why;
-        _log.Error("closing front-end connection: {Why}", why);
+        if (_closing) _log.Debug("also: {Why}", why);
+        else _log.Error("closing front-end connection: {Why}", why);
+        _closing = true;
         return false;
     }
 

@@ -16,8 +16,6 @@ public sealed unsafe class GuestMemoryMap : IGuestMemory, IDisposable
     private readonly record struct Region(ulong Gpa, ulong Size, SharedMapping Mapping);
     private Region[] _regions = [];
 
-    public int RegionCount => _regions.Length;
-
     /// <summary>
     /// Validates and maps a new table (one fd per region, consumed: every fd is disposed here),
     /// then unmaps the old one. On failure nothing changes and the error says why.
@@ -82,9 +80,6 @@ public sealed unsafe class GuestMemoryMap : IGuestMemory, IDisposable
         p = null;
         return false;
     }
-
-    /// <summary>True if [gpa, gpa+length) lies inside one region.</summary>
-    public bool Contains(ulong gpa, ulong length) => TryLocate(gpa, length, out _);
 
     public bool TryRead(ulong gpa, Span<byte> destination)
     {
