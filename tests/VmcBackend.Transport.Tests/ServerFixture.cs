@@ -29,7 +29,7 @@ internal sealed class ServerFixture : IDisposable
         _factory = factory ?? (fe => new StubBackend(fe));
         _options = options;
         Path = System.IO.Path.Combine(_dir, "vmcd.sock");
-        Log = new LoggerConfiguration().MinimumLevel.Debug().WriteTo.Sink(Collector).CreateLogger();
+        Log = new LoggerConfiguration().MinimumLevel.Debug().Enrich.FromLogContext().WriteTo.Sink(Collector).CreateLogger();
         Server = Start();
     }
 

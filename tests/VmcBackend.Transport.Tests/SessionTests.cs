@@ -36,6 +36,10 @@ public class SessionTests
         Assert.That(g.Partition.Violations, Is.Empty);
         Assert.That(g.Device.Losses, Is.EqualTo(0));
         Assert.That(fx.Collector.Errors, Is.Empty);
+        g.Dispose();
+        Assert.That(ServerFixture.WaitFor(() => fx.Server.ConnectionCount == 0));
+        var unnamed = fx.Collector.Events.Where(e => !e.Properties.ContainsKey("Connection")).Select(e => e.RenderMessage()).ToArray();
+        Assert.That(unnamed, Is.Empty, "every line (the engine's too, at disconnect too) names its connection");
     }
 
     [Test]

@@ -79,6 +79,9 @@ public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
     /// <summary>Serves the connection until the front-end closes it, breaks the protocol, or stop is requested.</summary>
     public void Run()
     {
+        // The back-end logs through its own logger: with Enrich.FromLogContext its lines carry the
+        // connection's name too (this thread is the connection's only one).
+        using var context = Serilog.Context.LogContext.PushProperty("Connection", Name);
         _log.Information("front-end connected");
         _allocatedAtStart = GC.GetAllocatedBytesForCurrentThread();
         try
@@ -360,6 +363,7 @@ public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
 
     public void Dispose()
     {
+        using var context = Serilog.Context.LogContext.PushProperty("Connection", Name);
         try { _backend?.Reset(); }
         catch (Exception e) { _log.Debug(e, "back-end reset at disconnect failed"); }
         (_backend as IDisposable)?.Dispose();
