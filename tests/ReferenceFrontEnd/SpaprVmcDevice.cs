@@ -25,8 +25,7 @@ public sealed class SpaprVmcDevice : IPartitionPlatform, IDisposable
     private readonly (ulong, ulong)[] _slotSegments = new (ulong, ulong)[MaxSegments];
     private readonly OqSource _oq;
     private Action? _interrupt;
-    private ulong _nextIoba = TceTable.PageSize;
-    private ulong _nextGpaTop;
+    private readonly PartitionDma _dma;
 
     public SpaprVmcDevice(string socketPath, ulong ramBytes = 16 << 20, int timeoutMs = 1000)
     {
@@ -36,7 +35,7 @@ public sealed class SpaprVmcDevice : IPartitionPlatform, IDisposable
         _memory = new MemfdGuestMemory(_ram);
         Tce = new TceTable(256UL << 20);
         Queue = new GuestQueueWriter(_memory) { Interrupt = () => _interrupt?.Invoke() };
-        _nextGpaTop = ramBytes;
+        _dma = new PartitionDma(Tce, _memory, ramBytes);
         _oq = new OqSource(this);
     }
 
@@ -236,49 +235,11 @@ public sealed class SpaprVmcDevice : IPartitionPlatform, IDisposable
 
     // ------------------------------------------------------------------ the partition's DMA memory
 
-    public ulong AllocDma(int bytes)
-    {
-        int pages = (bytes + TceTable.PageSize - 1) / TceTable.PageSize;
-        ulong ioba = _nextIoba;
-        for (int i = 0; i < pages; i++)
-        {
-            if (_nextGpaTop < TceTable.PageSize) throw new InvalidOperationException("guest RAM exhausted");
-            _nextGpaTop -= TceTable.PageSize;
-            Tce.Map(_nextIoba, _nextGpaTop);
-            _nextIoba += TceTable.PageSize;
-        }
-        return ioba;
-    }
-
-    public void ReadDma(ulong ioba, Span<byte> destination) => Access(ioba, destination, default, write: false);
-    public void WriteDma(ulong ioba, ReadOnlySpan<byte> source) => Access(ioba, default, source, write: true);
-
-    public byte ReadDmaByteAcquire(ulong ioba)
-    {
-        if (!Tce.TryTranslate(ioba, out ulong gpa) || !_memory.TryReadByteAcquire(gpa, out byte b))
-            throw new InvalidOperationException($"partition read of unmapped IOBA {ioba:X}");
-        return b;
-    }
-
-    public void WriteDmaByte(ulong ioba, byte value)
-    {
-        if (!Tce.TryTranslate(ioba, out ulong gpa) || !_memory.TryWriteByteRelease(gpa, value))
-            throw new InvalidOperationException($"partition write of unmapped IOBA {ioba:X}");
-    }
-
-    private void Access(ulong ioba, Span<byte> dst, ReadOnlySpan<byte> src, bool write)
-    {
-        int length = write ? src.Length : dst.Length, at = 0;
-        while (at < length)
-        {
-            ulong a = ioba + (ulong)at;
-            int n = (int)Math.Min((ulong)(length - at), TceTable.PageSize - a % TceTable.PageSize);
-            if (!Tce.TryTranslate(a, out ulong gpa)) throw new InvalidOperationException($"partition access of unmapped IOBA {a:X}");
-            bool ok = write ? _memory.TryWrite(gpa, src.Slice(at, n)) : _memory.TryRead(gpa, dst.Slice(at, n));
-            if (!ok) throw new InvalidOperationException($"partition access outside guest RAM at {gpa:X}");
-            at += n;
-        }
-    }
+    public ulong AllocDma(int bytes) => _dma.Alloc(bytes);
+    public void ReadDma(ulong ioba, Span<byte> destination) => _dma.Read(ioba, destination);
+    public void WriteDma(ulong ioba, ReadOnlySpan<byte> source) => _dma.Write(ioba, source);
+    public byte ReadDmaByteAcquire(ulong ioba) => _dma.ReadByteAcquire(ioba);
+    public void WriteDmaByte(ulong ioba, byte value) => _dma.WriteByte(ioba, value);
 
     public void Dispose()
     {
