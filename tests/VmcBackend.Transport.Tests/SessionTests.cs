@@ -170,25 +170,36 @@ public class SessionTests
         Assert.That(slowest, Is.GreaterThanOrEqualTo(median / 2), "slowest >= half the median");
     }
 
-    /// <summary>Issue 12 item 6: 1,000 connect/disconnect cycles of whole guests leave vmcd where it started.</summary>
+    /// <summary>
+    /// Issue 12 item 6: 1,000 connect/disconnect cycles of whole guests against the real vmcd
+    /// process leave its RSS, open fds and threads within 5% of where they started.
+    /// </summary>
     [Test]
-    public void ThousandGuestConnectionsLeaveNothingBehind()
+    public void ThousandGuestConnectionsLeaveVmcdWhereItStarted()
     {
-        using var fx = Engine();
+        using var vmcd = VmcdProcess.Start();
         void Cycle(int i)
         {
-            using var g = new ReferenceGuest(fx.Path, ramBytes: 2 << 20);
+            using var g = new ReferenceGuest(vmcd.Socket, ramBytes: 2 << 20);
             if (i % 10 == 0) g.Echo(g.OpenRouter(), Data(100, i), (uint)i);
         }
-        for (int i = 0; i < 100; i++) Cycle(i);   // warm-up: JIT, thread pool, GC heap
-        Assert.That(ServerFixture.WaitFor(() => fx.Server.ConnectionCount == 0));
-        var start = ServerTests.Resources.Measure();
+        // Warm-up: JIT and the GC heap's size (measured: RSS climbs ~4 MiB over the first ~500
+        // connections, then stays flat for thousands more). vmcd's RSS moves up and down with its
+        // GC cycle, so the starting level is the highest of the samples over the last 200 warm-up
+        // connections; fds and threads are exact.
+        long warmRss = 0;
+        for (int i = 0; i < 600; i++)
+        {
+            Cycle(i);
+            if (i >= 400 && i % 10 == 0) warmRss = Math.Max(warmRss, vmcd.Measure().RssKiB);
+        }
+        var start = vmcd.Measure() with { RssKiB = Math.Max(warmRss, vmcd.Measure().RssKiB) };
         for (int i = 0; i < 1000; i++) Cycle(i);
-        Assert.That(ServerFixture.WaitFor(() => fx.Server.ConnectionCount == 0), "every connection ended");
-        ServerTests.Resources end = default;
-        bool settled = ServerFixture.WaitFor(() => (end = ServerTests.Resources.Measure()).Within(start, 0.05), 5000);
-        TestContext.Out.WriteLine($"1,000 guest connections: RSS {start.RssKiB / 1024.0:F1} -> {end.RssKiB / 1024.0:F1} MiB, fds {start.Fds} -> {end.Fds}, threads {start.Threads} -> {end.Threads}");
+        VmcdProcess.Resources end = default;
+        bool settled = ServerFixture.WaitFor(() => (end = vmcd.Measure()).Within(start, 0.05), 5000);
+        TestContext.Out.WriteLine($"vmcd after 1,000 guest connections: RSS {start.RssKiB / 1024.0:F1} -> {end.RssKiB / 1024.0:F1} MiB, " +
+            $"fds {start.Fds} -> {end.Fds}, threads {start.Threads} -> {end.Threads}");
         Assert.That(settled, "RSS, open fds and threads within 5% of the start");
-        Assert.That(fx.Collector.Errors, Is.Empty);
+        Assert.That(vmcd.ErrorLines(), Is.Empty);
     }
 }

@@ -1,9 +1,9 @@
-using System.Buffers.Binary;
 using System.Net.Sockets;
 using Serilog;
 using Tmds.Linux;
 using VmcBackend.Engine.Backend;
 using VmcBackend.Transport.Connection;
+using VmcBackend.Transport.Interop;
 using VmcBackend.Transport.Protocol;
 
 namespace VmcBackend.Transport.Server;
@@ -11,7 +11,7 @@ namespace VmcBackend.Transport.Server;
 /// <summary>
 /// vmcd's listener: a unix stream socket (created 0600, or inherited), one thread and one back-end
 /// per front-end connection (made by the <see cref="VmcBackendFactory"/>), peers checked with
-/// SO_PEERCRED, at most <see cref="VmcServerOptions.MaxConnections"/> at once. Stop() closes the
+/// SO_PEERCRED (or the <see cref="VmcServerOptions.AdmitPeer"/> rule), at most <see cref="VmcServerOptions.MaxConnections"/> at once. Stop() closes the
 /// listener and every connection, freeing everything they held.
 /// </summary>
 public sealed class VmcServer : IDisposable
@@ -27,6 +27,12 @@ public sealed class VmcServer : IDisposable
     private Thread? _acceptThread;
     private int _next;
     private volatile bool _stopped;
+    // The accept thread sleeps in epoll on the listener and a stop eventfd, and accepts only when
+    // the listener is readable: closing the listener would not wake a thread blocked in accept() on
+    // an inherited socket, and shutdown() would break the socket for systemd, which keeps its own
+    // reference to it. (No thread pool either: a connection is one thread, nothing else.)
+    private readonly EventFd _stopAccept = EventFd.Create();
+    private readonly Epoll _acceptEpoll = new();
 
     private VmcServer(Socket listener, string? path, VmcBackendFactory factory, VmcServerOptions? options, ILogger log)
     {
@@ -84,6 +90,8 @@ public sealed class VmcServer : IDisposable
 
     public void Start()
     {
+        _acceptEpoll.Add((int)_listener.Handle, 0);
+        _acceptEpoll.Add(_stopAccept.Fd, 1);
         _acceptThread = new Thread(AcceptLoop) { IsBackground = true, Name = "vmcd-accept" };
         _acceptThread.Start();
     }
@@ -93,6 +101,11 @@ public sealed class VmcServer : IDisposable
         while (!_stopped)
         {
             Socket client;
+            uint ready;
+            try { ready = _acceptEpoll.Wait(-1); }
+            catch (IOException e) { _log.Error("waiting for front-ends failed: {Error}", e.Message); return; }
+            if ((ready & 2) != 0 || _stopped) return;
+            if ((ready & 1) == 0) continue;
             try { client = _listener.Accept(); }
             catch (Exception) when (_stopped) { return; }
             catch (ObjectDisposedException) { return; }
@@ -113,13 +126,14 @@ public sealed class VmcServer : IDisposable
 
     private void Admit(Socket client)
     {
-        if (!PeerAllowed(client, out uint pid, out uint uid, out uint gid))
+        string? refusal = (_options.AdmitPeer ?? OwnUidOrRoot)(client);
+        if (refusal != null)
         {
-            _log.Error("refused a front-end (pid {Pid}, uid {Uid}, gid {Gid}): only uid {Own}, root or the allowed uids/gids may connect",
-                pid, uid, gid, OwnUid);
+            _log.Error("refused a front-end: {Reason}", refusal);
             client.Dispose();
             return;
         }
+        uint pid = PeerPid(client);
         string name = $"vm{Interlocked.Increment(ref _next)}";
         lock (_lock)
         {
@@ -172,25 +186,36 @@ public sealed class VmcServer : IDisposable
         }
     }
 
-    private bool PeerAllowed(Socket s, out uint pid, out uint uid, out uint gid)
+    /// <summary>The default peer rule: vmcd's own uid or root.</summary>
+    private static string? OwnUidOrRoot(Socket s)
     {
-        Span<byte> cred = stackalloc byte[12];   // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
+        if (!TryPeerCredentials(s, out uint pid, out uint uid, out uint gid)) return "the kernel gave no peer credentials";
+        return uid == 0 || uid == OwnUid ? null : $"pid {pid} runs as uid {uid} gid {gid}; only uid {OwnUid} or root may connect";
+    }
+
+    private static uint PeerPid(Socket s) => TryPeerCredentials(s, out uint pid, out _, out _) ? pid : 0;
+
+    private static bool TryPeerCredentials(Socket s, out uint pid, out uint uid, out uint gid)
+    {
+        Span<byte> cred = stackalloc byte[12];   // struct ucred { pid_t pid; uid_t uid; gid_t gid; }, native byte order
         pid = 0; uid = gid = uint.MaxValue;
         try
         {
             if (s.GetRawSocketOption(LibC.SOL_SOCKET, LibC.SO_PEERCRED, cred) < 12) return false;
         }
         catch (SocketException) { return false; }
-        pid = BinaryPrimitives.ReadUInt32LittleEndian(cred);
-        uid = BinaryPrimitives.ReadUInt32LittleEndian(cred[4..]);
-        gid = BinaryPrimitives.ReadUInt32LittleEndian(cred[8..]);
-        return uid == 0 || uid == OwnUid || _options.AllowedUids.Contains(uid) || _options.AllowedGids.Contains(gid);
+        pid = BitConverter.ToUInt32(cred);
+        uid = BitConverter.ToUInt32(cred[4..]);
+        gid = BitConverter.ToUInt32(cred[8..]);
+        return true;
     }
 
     public void Stop()
     {
         if (_stopped) return;
         _stopped = true;
+        _stopAccept.Signal();
+        _acceptThread?.Join(TimeSpan.FromSeconds(5));
         try { _listener.Dispose(); } catch (Exception) { }
         (FrontEndConnection Connection, Thread Thread)[] all;
         lock (_lock)
@@ -199,7 +224,11 @@ public sealed class VmcServer : IDisposable
             foreach (var c in all) c.Connection.RequestStop();
         }
         foreach (var c in all) c.Thread.Join(TimeSpan.FromSeconds(5));
-        _acceptThread?.Join(TimeSpan.FromSeconds(5));
+        if (_acceptThread == null || !_acceptThread.IsAlive)
+        {
+            _acceptEpoll.Dispose();
+            _stopAccept.Dispose();
+        }
         if (_path != null) try { File.Delete(_path); } catch (IOException) { }
     }
 

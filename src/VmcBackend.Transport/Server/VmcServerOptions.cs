@@ -7,13 +7,10 @@ public sealed record VmcServerOptions
     public int MaxConnections { get; init; } = 128;
 
     /// <summary>
-    /// Peer uids allowed besides vmcd's own uid and root (SO_PEERCRED); every other peer is refused
-    /// with a log line.
+    /// Decides whether a connected peer is served: null to serve it, else the reason it is refused
+    /// (logged). Default (null): only vmcd's own uid and root (SO_PEERCRED).
     /// </summary>
-    public IReadOnlyList<uint> AllowedUids { get; init; } = [];
-
-    /// <summary>Peers whose primary gid is in this list are allowed too.</summary>
-    public IReadOnlyList<uint> AllowedGids { get; init; } = [];
+    public Func<System.Net.Sockets.Socket, string?>? AdmitPeer { get; init; }
 
     /// <summary>
     /// How long a connection polls the shared rings after a pass before sleeping in epoll
