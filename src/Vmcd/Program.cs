@@ -25,7 +25,7 @@ root.SetAction(result =>
 {
     if (result.GetValue(capsOption))
     {
-        Console.WriteLine($$"""{"type": "vmc", "protocol": "vmc-user", "version": {{VmcUserHeader.Version}}, "features": [], "max-mtu": [4096, 16384], "pool-size": [16, 64], "max-hmcs": [1, 2]}""");
+        Console.WriteLine($$"""{"type": "vmc", "protocol": "vmc-user", "version": {{FrameHeader.Version}}, "features": [], "max-mtu": [4096, 16384], "pool-size": [16, 64], "max-hmcs": [1, 2]}""");
         return 0;
     }
     var log = new LoggerConfiguration()
@@ -59,7 +59,8 @@ root.SetAction(result =>
             return 2;
         }
         VmcServer server;
-        try { server = path != null ? VmcServer.Listen(path, limits, log) : VmcServer.FromFd(fd!.Value, limits, log); }
+        var factory = VmcEngine.Factory(limits, log);
+        try { server = path != null ? VmcServer.Listen(path, factory, log) : VmcServer.FromFd(fd!.Value, factory, log); }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
         {
             log.Error("cannot listen on {Where}: {Message}; check the directory exists and is writable, or pass --fd", path ?? $"fd {fd}", e.Message);
