@@ -22,16 +22,23 @@ public sealed class VmcServer : IDisposable
     private int _next;
     private volatile bool _stopped;
 
-    private VmcServer(Socket listener, string? path, VmcLimits limits, ILogger log)
+    /// <summary>
+    /// Decides whether a connected front-end is served: null to serve it, else the reason it is
+    /// refused (logged). Null: only vmcd's own uid or root.
+    /// </summary>
+    private readonly Func<Socket, string?>? _admitPeer;
+
+    private VmcServer(Socket listener, string? path, VmcLimits limits, ILogger log, Func<Socket, string?>? admitPeer)
     {
         _listener = listener;
         _path = path;
         _limits = limits;
         _log = log;
+        _admitPeer = admitPeer;
     }
 
     /// <summary>Creates the socket at <paramref name="path"/> (replacing a stale one), mode 0600.</summary>
-    public static VmcServer Listen(string path, VmcLimits limits, ILogger log)
+    public static VmcServer Listen(string path, VmcLimits limits, ILogger log, Func<Socket, string?>? admitPeer = null)
     {
         limits.Validate();
         if (File.Exists(path) || Directory.Exists(path))
@@ -47,17 +54,17 @@ public sealed class VmcServer : IDisposable
             s.Listen(16);
         }
         catch { s.Dispose(); throw; }
-        return new VmcServer(s, path, limits, log);
+        return new VmcServer(s, path, limits, log, admitPeer);
     }
 
     /// <summary>Serves on an inherited, already listening socket fd (systemd-style activation).</summary>
-    public static VmcServer FromFd(int fd, VmcLimits limits, ILogger log)
+    public static VmcServer FromFd(int fd, VmcLimits limits, ILogger log, Func<Socket, string?>? admitPeer = null)
     {
         limits.Validate();
         var s = new Socket(new SafeSocketHandle(fd, ownsHandle: true));
         if (s.AddressFamily != AddressFamily.Unix || s.SocketType != SocketType.Stream)
             throw new IOException($"fd {fd} is not a unix stream socket");
-        return new VmcServer(s, null, limits, log);
+        return new VmcServer(s, null, limits, log, admitPeer);
     }
 
     public int ConnectionCount { get { lock (_lock) return _connections.Count; } }
@@ -80,9 +87,10 @@ public sealed class VmcServer : IDisposable
             catch (Exception) when (_stopped) { return; }
             catch (SocketException e) { _log.Error("accept failed: {Error}", e.Message); Thread.Sleep(100); continue; }
             catch (ObjectDisposedException) { return; }
-            if (!PeerAllowed(client, out uint uid))
+            string? refusal = _admitPeer != null ? _admitPeer(client) : PeerAllowed(client, out uint uid) ? null : $"uid {uid}: only uid {OwnUid} or root may connect";
+            if (refusal != null)
             {
-                _log.Error("refused a front-end with uid {Uid}: only uid {Own} or root may connect", uid, OwnUid);
+                _log.Error("refused a front-end: {Reason}", refusal);
                 client.Dispose();
                 continue;
             }
