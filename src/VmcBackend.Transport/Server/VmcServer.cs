@@ -21,6 +21,10 @@ public sealed class VmcServer : IDisposable
     private Thread? _acceptThread;
     private int _next;
     private volatile bool _stopped;
+    // Stop() cancels the pending accept: closing the listener does not wake a thread blocked in
+    // accept() on an inherited socket, and shutdown() would break the socket for systemd, which
+    // keeps its own reference to it.
+    private readonly CancellationTokenSource _stopAccept = new();
 
     /// <summary>
     /// Decides whether a connected front-end is served: null to serve it, else the reason it is
@@ -83,7 +87,7 @@ public sealed class VmcServer : IDisposable
         while (!_stopped)
         {
             Socket client;
-            try { client = _listener.Accept(); }
+            try { client = _listener.AcceptAsync(_stopAccept.Token).AsTask().GetAwaiter().GetResult(); }
             catch (Exception) when (_stopped) { return; }
             catch (SocketException e) { _log.Error("accept failed: {Error}", e.Message); Thread.Sleep(100); continue; }
             catch (ObjectDisposedException) { return; }
@@ -132,6 +136,7 @@ public sealed class VmcServer : IDisposable
     {
         if (_stopped) return;
         _stopped = true;
+        _stopAccept.Cancel();
         try { _listener.Dispose(); } catch (Exception) { }
         (Socket Socket, FrontEndConnection Connection, Thread Thread)[] all;
         lock (_lock) all = _connections.ToArray();
