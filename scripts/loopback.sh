@@ -8,14 +8,15 @@ cd "$VMC_REPO"
 secs=${1:-3}
 
 command -v dotnet >/dev/null || die "the .NET 10 SDK is required (dotnet not on PATH)"
-log "building vmcd and the reference front-end (Release)"
-dotnet build src/Vmcd/Vmcd.csproj -c Release -nologo -v q >/tmp/vmc-loopback-build.log 2>&1 \
-  && dotnet build tests/ReferenceFrontEnd/ReferenceFrontEnd.csproj -c Release -nologo -v q >>/tmp/vmc-loopback-build.log 2>&1 \
+VMCD=$(scripts/build-vmcd.sh | sed -n 's/^VMCD=//p' | tail -1)
+[ -x "$VMCD" ] || die "scripts/build-vmcd.sh gave no vmcd binary"
+log "building the reference front-end (Release)"
+dotnet build tests/ReferenceFrontEnd/ReferenceFrontEnd.csproj -c Release -nologo -v q >/tmp/vmc-loopback-build.log 2>&1 \
   || { cat /tmp/vmc-loopback-build.log >&2; die "build failed"; }
 
 work=$(mktemp -d /tmp/vmc-loopback.XXXXXX)
 sock="$work/vmcd.sock"
-src/Vmcd/bin/Release/net10.0/vmcd --socket "$sock" --max-hmcs 2 >"$work/vmcd.log" 2>&1 &
+"$VMCD" --socket "$sock" --max-hmcs 2 >"$work/vmcd.log" 2>&1 &
 vmcd=$!
 trap 'kill -TERM $vmcd 2>/dev/null; wait $vmcd 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
