@@ -3,11 +3,11 @@
 # rule, install.sh, the systemd units (verify, security exposure), the libvirt example, and the
 # units under a real systemd booted in a private namespace (this machine's PID 1 is not systemd).
 # Prints PASS:/FAIL:/SKIP: lines and a closing "N passed, N failed, N skipped"; exit 1 on a failure.
-#   tests/service/run.sh
+#   tests/service/run.sh        (VMC_SERVICE_KEEP=1 keeps the work directory with every log)
 set -uo pipefail
 . "$(dirname "$0")/../../scripts/lib/common.sh"
 here="$VMC_REPO/tests/service"
-cd "$VMC_REPO"
+cd "$VMC_REPO" || exit 1
 
 passed=0 failed=0 skipped=0
 pass() { echo "PASS: service/$1${2:+ ($2)}"; passed=$((passed + 1)); }
@@ -24,7 +24,7 @@ cleanup() {
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
     [ -n "$ns_pid" ] && systemd_ns_stop
-    rm -rf "$work"
+    if [ -n "${VMC_SERVICE_KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -37,6 +37,13 @@ until_true() {
     done
 }
 lines() { wc -l <"$1" | tr -d ' '; }
+# stop_within SECONDS PID: SIGTERM PID (a child of this shell) and collect its exit code; a process
+# still running after SECONDS is killed and reported as exit 255.
+exited() { [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ] || ! kill -0 "$1" 2>/dev/null; }
+stop_within() {
+    kill -TERM "$2" 2>/dev/null
+    if until_true "$1" exited "$2"; then wait "$2"; else kill -KILL "$2" 2>/dev/null; wait "$2" 2>/dev/null; return 255; fi
+}
 
 apt_ensure systemd util-linux python3 libvirt-clients libxml2-utils
 out=$(scripts/build-vmcd.sh) || { fail build "scripts/build-vmcd.sh failed"; echo "$passed passed, $failed failed, $skipped skipped"; exit 1; }
@@ -84,7 +91,7 @@ run_briefly() {
     "$VMCD" --socket-path "$work/$name.sock" "$@" 2>"$work/$name.log" &
     local p=$!
     until_true 5 test -S "$work/$name.sock"; local up=$?
-    kill -TERM $p; wait $p; local rc=$?
+    stop_within 5 $p; local rc=$?
     [ $up = 0 ] && [ $rc = 0 ]
 }
 run_briefly json --log-format json
@@ -96,7 +103,7 @@ assert any(e["@mt"].startswith("vmcd listening on") and e.get("Where") for e in 
 PY
 exec 7>"$work/journal.log"
 JOURNAL_STREAM="$(stat -L -c '%d:%i' /proc/self/fd/7)" "$VMCD" --socket-path "$work/journal.sock" 2>&7 &
-p=$!; until_true 5 test -S "$work/journal.sock"; kill -TERM $p; wait $p; exec 7>&-
+p=$!; until_true 5 test -S "$work/journal.sock"; stop_within 5 $p; exec 7>&-
 check log/journald "lines are not '<6>INF ...' without a timestamp: $(head -1 "$work/journal.log")" \
     grep -qE '^<6>INF +vmcd listening on ' "$work/journal.log"
 JOURNAL_STREAM="1:1" run_briefly notjournal
@@ -108,12 +115,12 @@ notify_case() {   # notify_case NAME ADDR
     local name=$1 addr=$2 sock="$work/$1.sock"
     $NOTIFY listen "$addr" 20 >"$work/$name.notify" &
     local listener=$!
-    until_true 5 grep -q listening "$work/$name.notify" || { fail "notify/$name" "the test's notify socket did not come up"; return; }
+    until_true 20 grep -q listening "$work/$name.notify" || { fail "notify/$name" "the test's notify socket did not come up within 20 s"; return; }
     NOTIFY_SOCKET=$addr "$VMCD" --socket-path "$sock" 2>"$work/$name.log" &
     local p=$!
     if ! until_true 5 grep -q 'READY=1' "$work/$name.notify"; then fail "notify/$name" "no READY=1 within 5 s"; kill $p $listener; wait $p $listener; return; fi
     [ -S "$sock" ] || { fail "notify/$name" "READY=1 before the socket existed"; kill $p $listener; wait $p $listener; return; }
-    kill -TERM $p; wait $p; local rc=$?
+    stop_within 5 $p; local rc=$?
     wait $listener; local lrc=$?
     if [ $rc = 0 ] && [ $lrc = 0 ] && grep -q 'STOPPING=1' "$work/$name.notify"; then pass "notify/$name" "$(tr '\n' ' ' <"$work/$name.notify" | cut -c1-120)"
     else fail "notify/$name" "exit $rc, listener $lrc, got: $(tr '\n' ' ' <"$work/$name.notify")"; fi
@@ -125,7 +132,7 @@ notify_case abstract "@vmcd-test-$$"
 asock="$work/activate.sock"
 $NOTIFY listen "@vmcd-activate-$$" 60 >"$work/activate.notify" &
 listener=$!
-until_true 5 grep -q listening "$work/activate.notify"
+until_true 20 grep -q listening "$work/activate.notify" || fail socket-activation/notify-listener "the test's notify socket did not come up within 20 s"
 systemd-socket-activate -l "$asock" -E NOTIFY_SOCKET="@vmcd-activate-$$" "$VMCD" --max-hmcs 2 >"$work/activate.log" 2>&1 &
 act=$!; pids+=("$act")
 if until_true 5 test -S "$asock" && "$FE" --socket "$asock" --seconds 2 --hmcs 2 >"$work/activate.fe" 2>&1; then
@@ -136,8 +143,8 @@ fi
 check socket-activation/ready "no READY=1 naming the passed fd: $(cat "$work/activate.notify")" \
     grep -q 'READY=1;STATUS=listening on fd 3 (socket activation)' "$work/activate.notify"
 check socket-activation/no-own-socket "vmcd created a socket of its own" grep -q 'vmcd listening on fd 3 (socket activation)' "$work/activate.log"
-kill -TERM "$act"; wait "$act"; rc=$?; wait $listener
-check socket-activation/stop "SIGTERM: exit $rc, notify: $(tr '\n' ' ' <"$work/activate.notify")" \
+stop_within 5 "$act"; rc=$?; wait $listener
+check socket-activation/stop "SIGTERM: exit $rc (255: still running 5 s later), notify: $(tr '\n' ' ' <"$work/activate.notify")" \
     test "$rc" = 0 -a "$(grep -c 'STOPPING=1' "$work/activate.notify")" = 1
 
 # --- the peer rule: root, vmcd's own uid, --allow-uid, --allow-gid -------------------------------
@@ -149,7 +156,7 @@ peer_case() {   # peer_case NAME EXPECT(served|refused) SETPRIV-ARGS -- VMCD-ARG
     until_true 5 test -S "$sock"; chmod 0666 "$sock"    # the file mode is not what this checks
     # shellcheck disable=SC2086
     timeout 60 setpriv $priv "$FE" --socket "$sock" --seconds 1 >"$work/peer-$name.fe" 2>&1; local rc=$?
-    kill -TERM $a; wait $a
+    stop_within 5 $a
     if [ "$expect" = served ] && [ $rc = 0 ]; then pass "peer/$name" "served"
     elif [ "$expect" = refused ] && [ $rc != 0 ] && grep -q "refused a front-end: pid [0-9]* runs as uid 65534" "$work/peer-$name.log"; then
         pass "peer/$name" "$(grep -o 'refused a front-end.*' "$work/peer-$name.log" | head -1 | cut -c1-100)"
@@ -200,6 +207,7 @@ check libvirt/example-validates "$(virt-xml-validate docs/examples/vmcd-domain.x
     sh -c 'virt-xml-validate docs/examples/vmcd-domain.xml domain >/dev/null 2>&1'
 
 # --- the units under a real systemd (PID 1 of a private namespace) -----------------------------
+# shellcheck source=tests/service/systemd-ns.sh
 . "$here/systemd-ns.sh"
 # The service's own view hides /tmp, /var/tmp and /home: stage a default-prefix install and let the
 # namespace mount it on /usr/local.
@@ -226,11 +234,11 @@ else
     check systemd/sandbox "the process is not confined as the unit says: $(grep -E '^(Uid|CapEff|NoNewPrivs|Seccomp):' <<<"$st" | tr '\n\t' '  ')" \
         test -n "$uid" -a "$uid" != 0 -a "$(awk '/^CapEff:/ {print $2}' <<<"$st")" = 0000000000000000 \
              -a "$(awk '/^NoNewPrivs:/ {print $2}' <<<"$st")" = 1 -a "$(awk '/^Seccomp:/ {print $2}' <<<"$st")" = 2 \
-             -a "$(nsx readlink /proc/$mainpid/ns/net)" != "$(readlink /proc/self/ns/net)"
+             -a "$(nsx readlink /proc/"$mainpid"/ns/net)" != "$(readlink /proc/self/ns/net)"
     check systemd/journal "vmcd's lines are not in the journal with their priority: $(nsx journalctl -u vmcd -o short --no-pager -n 3 2>&1 | tr '\n' '|')" \
         sh -c "nsenter -t $ns_pid -m -p journalctl -u vmcd.service -p info --no-pager -o cat 2>/dev/null | grep -q '^INF  vmcd listening on fd 3' && \
                ! nsenter -t $ns_pid -m -p journalctl -u vmcd.service -p notice --no-pager -o cat 2>/dev/null | grep -q 'INF '"
-    if nsx setpriv --reuid=65534 --regid=65534 --groups=$ns_kvm_gid "$FE" --socket $sock --seconds 1 >"$work/ns-kvm.out" 2>&1; then pass systemd/kvm-member-served
+    if nsx setpriv --reuid=65534 --regid=65534 --groups="$ns_kvm_gid" "$FE" --socket $sock --seconds 1 >"$work/ns-kvm.out" 2>&1; then pass systemd/kvm-member-served
     else fail systemd/kvm-member-served "$(tail -2 "$work/ns-kvm.out" | tr '\n' '|')"; fi
     if nsx setpriv --reuid=65534 --regid=65534 --clear-groups "$FE" --socket $sock --seconds 1 >"$work/ns-other.out" 2>&1; then fail systemd/other-user-refused "a front-end outside group kvm was served"
     else check systemd/other-user-refused "$(tail -1 "$work/ns-other.out")" grep -q "Permission denied" "$work/ns-other.out"; fi

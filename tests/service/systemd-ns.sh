@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # ns_* are read by the script that sources this
 # Boot systemd as PID 1 of a private PID + mount (+ cgroup) namespace with only vmcd's units and
 # journald, for tests on machines whose PID 1 is not systemd. Source it; then
 #   systemd_ns_start STAGE WORKDIR     STAGE: scripts/install.sh --destdir STAGE (default prefix /usr/local);
@@ -9,7 +10,7 @@
 systemd_ns_start() {
     local stage=$1/usr/local dir=$2 g
     ns_pid="" ns_error="" ns_cgroups=()
-    command -v unshare >/dev/null && command -v nsenter >/dev/null || { ns_error="unshare/nsenter missing"; return 1; }
+    if ! command -v unshare >/dev/null || ! command -v nsenter >/dev/null; then ns_error="unshare/nsenter missing"; return 1; fi
     [ -x /lib/systemd/systemd ] || { ns_error="/lib/systemd/systemd missing"; return 1; }
     mkdir -p "$dir/units"
     cp "$stage/lib/systemd/system/vmcd.socket" "$stage/lib/systemd/system/vmcd.service" "$dir/units/"
@@ -39,8 +40,7 @@ systemd_ns_start() {
         exec unshare --mount --pid --fork --cgroup "$VMC_REPO/tests/service/systemd-boot.sh" "$dir/units" "$dir/group" vmcd-test.target "$stage"
     ) >"$dir/boot.log" 2>&1 &
     ns_unshare=$!
-    local i
-    for i in $(seq 250); do
+    for _ in $(seq 250); do
         ns_pid=$(pgrep -P "$ns_unshare" -x systemd 2>/dev/null | head -1)
         if [ -n "$ns_pid" ] && [ "$(nsenter -t "$ns_pid" -m -p systemctl is-active vmcd.socket 2>/dev/null)" = active ]; then
             return 0
