@@ -147,6 +147,21 @@ stop_within 5 "$act"; rc=$?; wait $listener
 check socket-activation/stop "SIGTERM: exit $rc (255: still running 5 s later), notify: $(tr '\n' ' ' <"$work/activate.notify")" \
     test "$rc" = 0 -a "$(grep -c 'STOPPING=1' "$work/activate.notify")" = 1
 
+# --- --fd: a listening socket inherited on an fd of the caller's choosing --------------------------
+python3 - "$work/fd.sock" "$VMCD" 2>"$work/fd.log" <<'PY' &
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1]); s.listen(16)
+os.dup2(s.fileno(), 7)          # dup2 leaves fd 7 inheritable
+os.execv(sys.argv[2], [sys.argv[2], "--fd", "7"])
+PY
+fdp=$!; pids+=("$fdp")
+if until_true 5 test -S "$work/fd.sock" && "$FE" --socket "$work/fd.sock" --seconds 1 >"$work/fd.fe" 2>&1 \
+        && grep -q 'vmcd listening on fd 7' "$work/fd.log"; then pass fd/loopback "$(tail -1 "$work/fd.fe")"
+else fail fd/loopback "$(tail -n 2 "$work/fd.fe" "$work/fd.log" | tr '\n' '|')"; fi
+stop_within 5 "$fdp"; rc=$?
+check fd/stop "SIGTERM: exit $rc" test "$rc" = 0
+
 # --- the peer rule: root, vmcd's own uid, --allow-uid, --allow-gid -------------------------------
 peer_case() {   # peer_case NAME EXPECT(served|refused) SETPRIV-ARGS -- VMCD-ARGS...
     local name=$1 expect=$2 priv=$3; shift 4
