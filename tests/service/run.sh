@@ -106,6 +106,18 @@ JOURNAL_STREAM="$(stat -L -c '%d:%i' /proc/self/fd/7)" "$VMCD" --socket-path "$w
 p=$!; until_true 5 test -S "$work/journal.sock"; stop_within 5 $p; exec 7>&-
 check log/journald "lines are not '<6>INF ...' without a timestamp: $(head -1 "$work/journal.log")" \
     grep -qE '^<6>INF +vmcd listening on ' "$work/journal.log"
+exec 7>"$work/journal-json.log"
+JOURNAL_STREAM="$(stat -L -c '%d:%i' /proc/self/fd/7)" "$VMCD" --log-format json --socket-path "$work/journal-json.sock" 2>&7 &
+p=$!; until_true 5 test -S "$work/journal-json.sock"; stop_within 5 $p; exec 7>&-
+check log/journald-json "lines are not '<N>' + one JSON event: $(head -1 "$work/journal-json.log")" python3 - "$work/journal-json.log" <<'PY'
+import json, re, sys
+lines = open(sys.argv[1]).read().splitlines()
+assert len(lines) >= 2
+for l in lines:
+    m = re.match(r"^<([0-7])>(\{.*)$", l)
+    assert m and json.loads(m.group(2))["@t"], l
+assert lines[0].startswith("<6>{")
+PY
 JOURNAL_STREAM="1:1" run_briefly notjournal
 check log/not-journald "a JOURNAL_STREAM for another file still dropped the timestamp: $(head -1 "$work/notjournal.log")" \
     grep -qE '^[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3} INF +vmcd listening on ' "$work/notjournal.log"

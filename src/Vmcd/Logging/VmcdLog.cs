@@ -1,6 +1,7 @@
 using Serilog;
 using Serilog.Core;
 using Serilog.Events;
+using Serilog.Formatting;
 using Serilog.Formatting.Compact;
 using Tmds.Linux;
 using static Tmds.Linux.LibC;
@@ -13,16 +14,22 @@ public enum LogFormat { Text, Json }
 /// vmcd's one logger: everything on stderr (stdout stays free for --print-capabilities). Text by
 /// default; compact JSON (CLEF) for log collectors. When stderr is the journal (systemd sets
 /// JOURNAL_STREAM to its device and inode), text lines drop the timestamp, which journald adds
-/// itself, and start with a syslog priority prefix ("&lt;3&gt;") so journald records each line's level.
+/// itself; text and JSON lines start with a syslog priority prefix ("&lt;3&gt;") so journald records
+/// each line's level.
 /// </summary>
 public static class VmcdLog
 {
     public static Logger Create(LogEventLevel level, LogFormat format)
     {
         var config = new LoggerConfiguration().MinimumLevel.Is(level);
+        bool journal = StderrIsJournal();
         if (format == LogFormat.Json)
-            return config.WriteTo.Console(new CompactJsonFormatter(), standardErrorFromLevel: LogEventLevel.Verbose).CreateLogger();
-        if (StderrIsJournal())
+        {
+            ITextFormatter json = new CompactJsonFormatter();
+            return config.WriteTo.Console(journal ? new SyslogPriorityPrefix(json) : json, standardErrorFromLevel: LogEventLevel.Verbose)
+                .CreateLogger();
+        }
+        if (journal)
             return config.Enrich.With<SyslogPriorityEnricher>()
                 .WriteTo.Console(outputTemplate: "{SyslogPriority:l}{Level:u3} {Connection:l} {Message:lj}{NewLine}{Exception}",
                     standardErrorFromLevel: LogEventLevel.Verbose)
@@ -46,20 +53,26 @@ public static class VmcdLog
         return (ulong)st.st_dev == dev && (ulong)st.st_ino == ino;
     }
 
-    /// <summary>Adds SyslogPriority: "&lt;N&gt;" with N the syslog severity of the event's level.</summary>
+    /// <summary>"&lt;N&gt;" with N the syslog severity of each Serilog level, Verbose..Fatal: debug, debug, info, warning, err, crit.</summary>
+    private static readonly string[] PriorityPrefixes = ["<7>", "<7>", "<6>", "<4>", "<3>", "<2>"];
+
+    /// <summary>Adds SyslogPriority, the event's priority prefix, for the text template.</summary>
     private sealed class SyslogPriorityEnricher : ILogEventEnricher
     {
-        private static readonly LogEventProperty[] Priorities =
-        [
-            new("SyslogPriority", new ScalarValue("<7>")),   // Verbose: debug
-            new("SyslogPriority", new ScalarValue("<7>")),   // Debug
-            new("SyslogPriority", new ScalarValue("<6>")),   // Information: info
-            new("SyslogPriority", new ScalarValue("<4>")),   // Warning: warning
-            new("SyslogPriority", new ScalarValue("<3>")),   // Error: err
-            new("SyslogPriority", new ScalarValue("<2>")),   // Fatal: crit
-        ];
+        private static readonly LogEventProperty[] Properties =
+            PriorityPrefixes.Select(p => new LogEventProperty("SyslogPriority", new ScalarValue(p))).ToArray();
 
         public void Enrich(LogEvent logEvent, ILogEventPropertyFactory propertyFactory) =>
-            logEvent.AddPropertyIfAbsent(Priorities[(int)logEvent.Level]);
+            logEvent.AddPropertyIfAbsent(Properties[(int)logEvent.Level]);
+    }
+
+    /// <summary>Writes the priority prefix before each event of another formatter (journald strips it and records the priority).</summary>
+    private sealed class SyslogPriorityPrefix(ITextFormatter inner) : ITextFormatter
+    {
+        public void Format(LogEvent logEvent, TextWriter output)
+        {
+            output.Write(PriorityPrefixes[(int)logEvent.Level]);
+            inner.Format(logEvent, output);
+        }
     }
 }
