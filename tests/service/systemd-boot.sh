@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs inside `unshare --mount --pid --fork --cgroup` (tests/service/run.sh starts it): boots the
+# Runs inside `unshare --mount --pid --fork --cgroup` (tests/service/service-checks.sh starts it): boots the
 # host's own systemd as PID 1 of a private PID and mount namespace that sees only the units in
 # UNITDIR, so vmcd.socket/vmcd.service run under the real service manager and their real sandbox
 # on a machine whose PID 1 is not systemd. Nothing of it is visible outside the namespace: /run,

@@ -3,7 +3,8 @@
 # rule, install.sh, the systemd units (verify, security exposure), the libvirt example, and the
 # units under a real systemd booted in a private namespace (this machine's PID 1 is not systemd).
 # Prints PASS:/FAIL:/SKIP: lines and a closing "N passed, N failed, N skipped"; exit 1 on a failure.
-#   tests/service/run.sh        (VMC_SERVICE_KEEP=1 keeps the work directory with every log)
+#   tests/service/service-checks.sh     VMC_SERVICE_KEEP=1 keeps the work directory with every log;
+#                                       QEMU=<binary> installs that QEMU (else scripts/build-qemu.sh's, cached)
 set -uo pipefail
 . "$(dirname "$0")/../../scripts/lib/common.sh"
 here="$VMC_REPO/tests/service"
@@ -198,22 +199,23 @@ peer_case root served "" --
 
 # --- install.sh into a temporary prefix --------------------------------------------------------
 prefix="$work/prefix"
-if [ -n "${QEMU:-}" ]; then qemu_opt=(); else qemu_opt=(--without-qemu); fi
-if scripts/install.sh --prefix "$prefix" "${qemu_opt[@]}" >"$work/install.log" 2>&1; then
-    check install/files "missing: $(cd "$prefix" && for f in libexec/vmcd lib/systemd/system/vmcd.socket lib/systemd/system/vmcd.service share/qemu/vhost-user/50-vmcd.json share/doc/vmcd/README.md; do [ -e "$f" ] || echo "$f"; done)" \
-        test -x "$prefix/libexec/vmcd" -a -f "$prefix/lib/systemd/system/vmcd.socket" -a -f "$prefix/lib/systemd/system/vmcd.service" \
-             -a -f "$prefix/share/qemu/vhost-user/50-vmcd.json" -a -f "$prefix/share/doc/vmcd/README.md"
+if [ -z "${QEMU:-}" ]; then
+    QEMU=$(scripts/build-qemu.sh 2>"$work/qemu-build.log" | sed -n 's/^QEMU=//p' | tail -1)
+    [ -n "$QEMU" ] || fail install/qemu-build "scripts/build-qemu.sh failed: $(tail -n 2 "$work/qemu-build.log" | tr '\n' '|')"
+fi
+if [ -n "$QEMU" ] && QEMU=$QEMU scripts/install.sh --prefix "$prefix" >"$work/install.log" 2>&1; then
+    check install/files "missing: $(cd "$prefix" && for f in libexec/vmcd bin/qemu-system-ppc64 lib/systemd/system/vmcd.socket lib/systemd/system/vmcd.service share/qemu/vhost-user/50-vmcd.json share/doc/vmcd/README.md; do [ -e "$f" ] || echo "$f"; done)" \
+        test -x "$prefix/libexec/vmcd" -a -x "$prefix/bin/qemu-system-ppc64" -a -f "$prefix/lib/systemd/system/vmcd.socket" \
+             -a -f "$prefix/lib/systemd/system/vmcd.service" -a -f "$prefix/share/qemu/vhost-user/50-vmcd.json" -a -f "$prefix/share/doc/vmcd/README.md"
     check install/descriptor "50-vmcd.json is not a descriptor for the installed binary: $(cat "$prefix/share/qemu/vhost-user/50-vmcd.json")" \
         python3 -c 'import json,os,sys; d=json.load(open(sys.argv[1])); assert d["type"]=="vmc" and d["description"] and d["binary"]==sys.argv[2] and os.access(d["binary"], os.X_OK)' \
         "$prefix/share/qemu/vhost-user/50-vmcd.json" "$prefix/libexec/vmcd"
     check install/units-point-at-prefix "ExecStart is not $prefix/libexec/vmcd" grep -q "^ExecStart=$prefix/libexec/vmcd " "$prefix/lib/systemd/system/vmcd.service"
-    if [ -n "${QEMU:-}" ]; then
-        check install/qemu "the installed QEMU has no spapr-vmc device" sh -c "'$prefix/bin/qemu-system-ppc64' -device help | grep -q spapr-vmc"
-    else
-        skip install/qemu "QEMU=<binary> not given (scripts/test.sh passes the patched QEMU); installed with --without-qemu"
-    fi
+    check install/qemu "the installed QEMU has no spapr-vmc device" sh -c "'$prefix/bin/qemu-system-ppc64' -device help 2>/dev/null | grep -q '\"spapr-vmc\"'"
+    check install/refuses-unpatched-qemu "install.sh accepted a QEMU without spapr-vmc" \
+        sh -c "! QEMU=/bin/true scripts/install.sh --prefix '$work/prefix-bad' >'$work/install-bad.log' 2>&1 && grep -q 'has no spapr-vmc device' '$work/install-bad.log'"
 else
-    fail install/run "scripts/install.sh failed: $(tail -3 "$work/install.log" | tr '\n' '|')"
+    fail install/run "scripts/install.sh failed: $(tail -n 3 "$work/install.log" 2>/dev/null | tr '\n' '|')"
 fi
 units="$prefix/lib/systemd/system"
 
