@@ -8,7 +8,7 @@ using Vmcd.Systemd;
 // vmcd: parse, log, listen (path, --fd, or systemd's socket), tell the service manager, serve until SIGTERM/SIGINT.
 
 // Back-end program convention: --print-capabilities ignores every other option and argument.
-if (args.Contains("--print-capabilities"))
+if (args.Contains(VmcdCommandLine.PrintCapabilitiesOption))
 {
     using var stdout = Console.OpenStandardOutput();
     BackendCapabilities.Write(stdout);

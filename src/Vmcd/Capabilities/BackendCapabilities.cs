@@ -16,7 +16,7 @@ public static class BackendCapabilities
     /// <summary>vmc-user feature bit names (docs/protocol.md, "Feature bits"), by bit number.</summary>
     private static readonly string[] FeatureNames = ["mem-table-updates"];
 
-    public static string FeatureName(int bit) => bit < FeatureNames.Length ? FeatureNames[bit] : $"bit-{bit}";
+    private static string FeatureName(int bit) => bit < FeatureNames.Length ? FeatureNames[bit] : $"bit-{bit}";
 
     public static void Write(Stream output)
     {

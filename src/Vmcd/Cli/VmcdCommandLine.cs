@@ -17,7 +17,10 @@ public sealed record VmcdSettings(
 /// </summary>
 public static class VmcdCommandLine
 {
-    public const int ExitUsage = 2;
+    private const int ExitUsage = 2;
+
+    /// <summary>Handled before parsing: the convention says it ignores every other option and argument.</summary>
+    public const string PrintCapabilitiesOption = "--print-capabilities";
 
     private static readonly Option<string?> SocketPath = new("--socket-path", "--socket")
     { Description = "Create and listen on this unix socket (mode 0600; replaces a stale socket)", HelpName = "PATH" };
@@ -39,7 +42,7 @@ public static class VmcdCommandLine
     { Description = "verbose, debug (one line per message), information (one line per session event), warning, error", HelpName = "LEVEL", DefaultValueFactory = _ => "information" };
     private static readonly Option<string> Format = new("--log-format")
     { Description = "text, or json (compact JSON, one event per line, for journald or Loki)", HelpName = "text|json", DefaultValueFactory = _ => "text" };
-    public static readonly Option<bool> PrintCapabilities = new("--print-capabilities")
+    private static readonly Option<bool> PrintCapabilities = new(PrintCapabilitiesOption)
     { Description = "Print the back-end's capabilities as JSON on stdout and exit (other options are ignored)" };
 
     /// <summary>

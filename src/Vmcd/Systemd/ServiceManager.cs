@@ -44,8 +44,6 @@ public sealed class ServiceManager : IDisposable
             new UnixDomainSocketEndPoint(address), log);
     }
 
-    public bool Enabled => _socket != null;
-
     /// <summary>Sends newline-separated assignments such as "READY=1\nSTATUS=...". Failures are logged once per call, never thrown.</summary>
     public void Notify(string state)
     {
