@@ -22,6 +22,9 @@ namespace VmcBackend.Transport.Connection;
 /// </summary>
 public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
 {
+    /// <summary>Feature bits the transport itself implements, offered on top of the back-end's own.</summary>
+    public const VmcUserFeatures TransportFeatures = VmcUserFeatures.MemTableUpdates;
+
     private const int EINVAL = 22;
     private const int RetryMs = 10;
     private const uint TagSocket = 0, TagKick = 1, TagStop = 2;
@@ -87,7 +90,7 @@ public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
         try
         {
             _backend = _factory(this);
-            _offered = VmcUserFeatures.MemTableUpdates | (VmcUserFeatures)_backend.Features;
+            _offered = TransportFeatures | (VmcUserFeatures)_backend.Features;
             _epoll.Add((int)_socket.Handle, TagSocket);
             _epoll.Add(_stop.Fd, TagStop);
             Loop(_backend);
