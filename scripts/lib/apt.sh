@@ -88,24 +88,28 @@ papt_sources() {
     done
 }
 
+# papt_opts: the options that make apt use the private root only. The package caches are named
+# explicitly (container images often switch them off in apt.conf.d, and then every apt-cache call
+# re-parses ~90 MB of lists).
+papt_opts() {
+    PAPT_OPTS=(
+        -o Dir::Etc::sourcelist="$PAPT_ROOT/etc/sources.list" -o Dir::Etc::sourceparts="$PAPT_ROOT/etc/empty.d"
+        -o Dir::Etc::preferences=/dev/null -o Dir::Etc::preferencesparts="$PAPT_ROOT/etc/empty.d"
+        -o Dir::State::Lists="$PAPT_ROOT/lists" -o Dir::State::status=/dev/null
+        -o Dir::Cache="$PAPT_ROOT/cache" -o Dir::Cache::archives="$PAPT_ROOT/cache/archives"
+        -o Dir::Cache::pkgcache=pkgcache.bin -o Dir::Cache::srcpkgcache=srcpkgcache.bin
+        -o APT::Architecture=amd64 -o APT::Architectures::=amd64 -o APT::Architectures::=ppc64el
+    )
+}
 # papt ARGS...: apt-get with the private configuration.
 papt() {
-    apt-get -q \
-        -o Dir::Etc::sourcelist="$PAPT_ROOT/etc/sources.list" -o Dir::Etc::sourceparts="$PAPT_ROOT/etc/empty.d" \
-        -o Dir::Etc::preferences=/dev/null -o Dir::Etc::preferencesparts="$PAPT_ROOT/etc/empty.d" \
-        -o Dir::State::Lists="$PAPT_ROOT/lists" -o Dir::State::status=/dev/null \
-        -o Dir::Cache="$PAPT_ROOT/cache" -o Dir::Cache::archives="$PAPT_ROOT/cache/archives" \
-        -o APT::Architecture=amd64 -o APT::Architectures::=amd64 -o APT::Architectures::=ppc64el \
-        -o Debug::NoLocking=1 -o APT::Sandbox::User=root "$@"
+    papt_opts
+    apt-get -q "${PAPT_OPTS[@]}" -o Debug::NoLocking=1 -o APT::Sandbox::User=root "$@"
 }
 # papt_cache ARGS...: apt-cache with the private configuration.
 papt_cache() {
-    apt-cache \
-        -o Dir::Etc::sourcelist="$PAPT_ROOT/etc/sources.list" -o Dir::Etc::sourceparts="$PAPT_ROOT/etc/empty.d" \
-        -o Dir::Etc::preferences=/dev/null -o Dir::Etc::preferencesparts="$PAPT_ROOT/etc/empty.d" \
-        -o Dir::State::Lists="$PAPT_ROOT/lists" -o Dir::State::status=/dev/null \
-        -o Dir::Cache="$PAPT_ROOT/cache" \
-        -o APT::Architecture=amd64 -o APT::Architectures::=amd64 -o APT::Architectures::=ppc64el "$@"
+    papt_opts
+    apt-cache "${PAPT_OPTS[@]}" "$@"
 }
 
 # papt_update [--force]: choose the private root for the current sources list and refresh its
@@ -173,7 +177,7 @@ papt_source() {
 # die naming the pattern and the suites it was looked for in (WHERE, default all binary suites).
 papt_newest() {
     local n
-    n=$(papt_cache search --names-only "$1" 2>/dev/null | awk '{print $1}' | sort -V | tail -1)
+    n=$(papt_cache pkgnames 2>/dev/null | grep -E "$1" | sort -V | tail -1)
     [ -n "$n" ] || die "no package matching '$1' in Debian ${2:-$PAPT_SUITES_BIN bookworm-security} (private apt root $PAPT_ROOT; see $PAPT_ROOT/update.log, or delete $PAPT_ROOT/updated to refresh)"
     printf '%s\n' "$n"
 }

@@ -40,6 +40,6 @@ apt_ensure() {
 # sorted). Names inside the clone are hashed relative to it, so the key does not depend on where
 # the clone lives.
 hash_inputs() {
-    find "$@" -type f -print0 2>/dev/null | sort -z | xargs -0 -r sha256sum \
+    { find "$@" -type f -print0 2>/dev/null || true; } | sort -z | xargs -0 -r sha256sum \
         | sed "s|  $VMC_REPO/|  |" | sha256sum | cut -c1-16
 }
