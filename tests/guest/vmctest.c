@@ -6,7 +6,11 @@
  *   vmctest basic   [--drc 0xN] [--mtu N]   query, requestvmc, sethmcid, router, echo sizes, errors, reopen
  *   vmctest burst   [--mtu N] [--count N]   pipelined echoes, no loss or reordering
  *   vmctest twohmc  [--mtu N]               two sessions from two processes (module max_hmcs=2)
- *   vmctest restart [--mtu N]               session, then wait for vmcd to restart, then a new session
+ *   vmctest query   [--drc 0xN]             the adapter reaches ready and reports vmcd's DRC index
+ *   vmctest restart [--mtu N] [--closed-session]
+ *                                           session, then wait for vmcd to restart, then a new session;
+ *                                           --closed-session first leaves a second HMC's session closed
+ *                                           (module max_hmcs=2): the driver's trap 3 then shows
  *   vmctest bench   [--mtu N] [--count N]   echo rate and round trip for 32-byte and MTU messages
  * Messages use the HMC command-router format (32-byte big-endian header).
  */
@@ -89,7 +93,9 @@ static int call(int fd, uint16_t cat, uint16_t op, uint32_t token, const uint8_t
     return get16(resp + 22);
 }
 
-/* Opens /dev/ibmvmc and sets the HMC ID, retrying while the adapter is not ready or has no buffers. */
+/* Opens /dev/ibmvmc and sets the HMC ID, retrying until the deadline while the adapter is not ready
+ * (EAGAIN), has no free HMC (EBUSY: e.g. CLOSE_RESP of the previous session not yet in) or no
+ * buffers (ENOBUFS: vmcd has not added them again yet). These failures assign no HMC to the file. */
 static int open_session(const char *id, double timeout, int *err)
 {
     char hmcid[32] = { 0 };
@@ -122,23 +128,53 @@ static void check_echo(int fd, int len, uint32_t token)
     else fail(name, "rc %d", rc);
 }
 
+/* Driver states (ibmvmc.h; a u32 in the driver): 0 initial, 1 crqinit, 2 capabilities, 3 ready, 4 failed. */
+enum { ST_INITIAL = 0, ST_CRQINIT = 1, ST_READY = 3 };
+
+/* QUERY right after the module loaded: the probe has registered the CRQ, so the state is crqinit,
+ * capabilities or ready, and have_vmc is what the driver derives from it (state > initial). */
+static int query_ready(int qfd, struct vmc_query *q)
+{
+    if (ioctl(qfd, VMC_IOCTL_QUERY, q) != 0) { fail("query-initial", "%s", strerror(errno)); return 1; }
+    if ((unsigned)q->state < ST_CRQINIT || (unsigned)q->state > ST_READY || q->have_vmc != ((unsigned)q->state > ST_INITIAL))
+        fail("query-initial", "have_vmc=%d state=%d: want state 1..3 (probe done) and have_vmc=1", q->have_vmc, q->state);
+    else pass("query-initial", "have_vmc=%d state=%d", q->have_vmc, q->state);
+    /* Wait (bounded) until the driver reports state ready. */
+    double end = now() + 20;
+    while (ioctl(qfd, VMC_IOCTL_QUERY, q) == 0 && q->state != ST_READY && now() < end) usleep(100000);
+    if (q->state == ST_READY && q->have_vmc) { pass("query-ready", "state=%d", q->state); return 0; }
+    fail("query-ready", "adapter never ready (state %d): is the spapr-vmc device there and vmcd running?", q->state);
+    return 1;
+}
+
+static int request_vmc(int qfd, uint32_t drc)
+{
+    uint32_t idx = 0;
+    if (ioctl(qfd, VMC_IOCTL_REQUESTVMC, &idx) != 0) { fail("requestvmc", "%s", strerror(errno)); return 1; }
+    if (drc && idx != drc) { fail("requestvmc", "DRC index 0x%x, expected 0x%x", idx, drc); return 1; }
+    pass("requestvmc", "DRC index 0x%x", idx);
+    return 0;
+}
+
+/* vmctest query: the adapter comes up and answers REQUESTVMC (no HMC session needed). */
+static int query(uint32_t drc)
+{
+    struct vmc_query q;
+    int qfd = open("/dev/ibmvmc", O_RDWR);
+    if (qfd < 0) { fail("open", "/dev/ibmvmc: %s", strerror(errno)); return 1; }
+    int rc = query_ready(qfd, &q) || request_vmc(qfd, drc);
+    close(qfd);
+    return rc;
+}
+
 static int basic(uint32_t drc)
 {
     int err = 0, rc;
     struct vmc_query q;
     int qfd = open("/dev/ibmvmc", O_RDWR);
     if (qfd < 0) { fail("open", "/dev/ibmvmc: %s", strerror(errno)); return 1; }
-    if (ioctl(qfd, VMC_IOCTL_QUERY, &q) == 0) pass("query-initial", "have_vmc=%d state=%d", q.have_vmc, q.state);
-    else fail("query-initial", "%s", strerror(errno));
-    /* Wait (bounded) until the driver reports state ready (3). */
-    double end = now() + 20;
-    while (ioctl(qfd, VMC_IOCTL_QUERY, &q) == 0 && q.state != 3 && now() < end) usleep(100000);
-    if (q.state == 3 && q.have_vmc) pass("query-ready", "state=%d", q.state);
-    else { fail("query-ready", "adapter never ready (state %d): is the spapr-vmc device there and vmcd running?", q.state); return 1; }
-    uint32_t idx = 0;
-    if (ioctl(qfd, VMC_IOCTL_REQUESTVMC, &idx) != 0) fail("requestvmc", "%s", strerror(errno));
-    else if (drc && idx != drc) fail("requestvmc", "DRC index 0x%x, expected 0x%x", idx, drc);
-    else pass("requestvmc", "DRC index 0x%x", idx);
+    if (query_ready(qfd, &q)) return 1;
+    request_vmc(qfd, drc);
     close(qfd);
 
     int fd = open_session("vmctest-basic", 10, &err);
@@ -162,7 +198,7 @@ static int basic(uint32_t drc)
     rc = call(fd, CAT_ROUTER, OP_CLOSE, 9, NULL, 0);
     rc == 0 ? pass("router-close", "ok") : fail("router-close", "rc %d", rc);
     close(fd);
-    usleep(200000);
+    /* No sleep for CLOSE_RESP: open_session polls SETHMCID until the HMC is free again. */
     fd = open_session("vmctest-reopen", 10, &err);
     if (fd < 0) { fail("reopen", "%s", strerror(err)); return 1; }
     rc = call(fd, CAT_ROUTER, OP_EXCHANGE, 10, NULL, 0);
@@ -170,7 +206,6 @@ static int basic(uint32_t drc)
     rc == 0 ? pass("reopen", "new session echoes") : fail("reopen", "rc %d", rc);
     call(fd, CAT_ROUTER, OP_CLOSE, 12, NULL, 0);
     close(fd);
-    usleep(200000);
     return 0;
 }
 
@@ -201,7 +236,6 @@ static int burst(int count, const char *id)
     pass("burst", "%d echoes in order, %.0f msg/s", count, count / secs);
     call(fd, CAT_ROUTER, OP_CLOSE, 2, NULL, 0);
     close(fd);
-    usleep(200000);
     return 0;
 }
 
@@ -259,13 +293,27 @@ static int bench(int count)
 
 static void on_alarm(int sig) { (void)sig; }
 
-static int restart(void)
+static int restart(int closed_session)
 {
-    int err = 0;
+    int err = 0, closed = -1;
+    if (closed_session) {
+        /* A session on the first HMC, closed before vmcd goes away: the driver keeps a stale
+         * file_session pointer on that HMC, and the transport event writes through it (trap 3). */
+        closed = open_session("vmctest-closed", 20, &err);
+        if (closed < 0 || call(closed, CAT_ROUTER, OP_EXCHANGE, 1, NULL, 0) != 0) {
+            fail("restart-closed-session", "%s", closed < 0 ? strerror(err) : "exchange-ops");
+            return 1;
+        }
+    }
     int fd = open_session("vmctest-restart", 20, &err);
     if (fd < 0) { fail("restart-first-session", "%s", strerror(err)); return 1; }
     if (call(fd, CAT_ROUTER, OP_EXCHANGE, 1, NULL, 0) != 0) { fail("restart-first-session", "exchange-ops"); return 1; }
     pass("restart-first-session", "ok");
+    if (closed >= 0) {
+        call(closed, CAT_ROUTER, OP_CLOSE, 2, NULL, 0);
+        close(closed);
+        pass("restart-closed-session", "second HMC's session closed before the restart");
+    }
     printf("VMCTEST WAITING restart\n");
     fflush(stdout);
     /* A blocking read: the driver's poll() reports only queued data, never the dead session. */
@@ -296,21 +344,24 @@ static int restart(void)
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help")) {
-        printf("usage: vmctest basic|burst|twohmc|restart|bench [--drc 0xN] [--mtu N] [--count N] [--no-summary]\n");
+        printf("usage: vmctest basic|burst|twohmc|query|restart|bench [--drc 0xN] [--mtu N] [--count N] [--closed-session] [--no-summary]\n");
         return argc < 2;
     }
     uint32_t drc = 0;
-    int count = 500, summary = 1;
+    int count = 500, summary = 1, closed_session = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--drc") && i + 1 < argc) drc = strtoul(argv[++i], NULL, 0);
         else if (!strcmp(argv[i], "--mtu") && i + 1 < argc) mtu = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--count") && i + 1 < argc) count = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-summary")) summary = 0;
+        else if (!strcmp(argv[i], "--closed-session")) closed_session = 1;
+        else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
     }
     if (!strcmp(argv[1], "basic")) basic(drc);
     else if (!strcmp(argv[1], "burst")) burst(count, "vmctest-burst");
     else if (!strcmp(argv[1], "twohmc")) twohmc();
-    else if (!strcmp(argv[1], "restart")) restart();
+    else if (!strcmp(argv[1], "restart")) restart(closed_session);
+    else if (!strcmp(argv[1], "query")) query(drc);
     else if (!strcmp(argv[1], "bench")) bench(count);
     else { fprintf(stderr, "unknown test %s\n", argv[1]); return 2; }
     if (summary) printf("VMCTEST SUMMARY passed=%d failed=%d\n", passed, failed);
