@@ -18,7 +18,7 @@
 # Downloads go through the private apt root (scripts/lib/apt.sh); /etc/apt is never touched.
 # Stdout (last lines): KERNEL=, INITRD=, GUEST_KERNEL= (label), GUEST_ABI=, GUEST_APPEND= (kernel
 # command line the guest needs: memory debugging), DRIVER_SRC= (the kernel's stock ibmvmc.[ch],
-# a starting point for your own change; empty with --kernel-image).
+# a starting point for your own change; empty with --kernel-image), IBMVMC_KO= (the module packed).
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
@@ -66,26 +66,38 @@ kmake() {
 }
 
 # --- the kernel: Debian's (headers, kbuild, stock driver source) or the user's ---------------
-busybox_deb=$(papt_candidate busybox-static:ppc64el "bookworm")
-papt_download "$VMC_CACHE/guest-debs/busybox" "bookworm (ppc64el)" "busybox-static:ppc64el=$busybox_deb"
-busybox_deb=$(ls "$VMC_CACHE/guest-debs/busybox/busybox-static_${busybox_deb//:/%3a}_ppc64el.deb")
+# What the private lists resolve to is kept until they are next refreshed (apt-cache is slow).
+case "$series" in
+    6.1)  image_re='^linux-image-6\.1\.0-[0-9]+-powerpc64le$'; where="bookworm, bookworm-updates, bookworm-security (ppc64el)" ;;
+    6.12) image_re='^linux-image-6\.12\.[0-9]+\+deb12-powerpc64le$'; where="bookworm-backports, bookworm-security (ppc64el)" ;;
+esac
+res="$G/resolved-$series"
+if [ -z "$kernel_image" ] && [ -f "$res" ] && [ "$res" -nt "$PAPT_ROOT/updated" ] && grep -qxF "# $PAPT_ROOT" "$res"; then
+    . "$res"
+else
+    busybox_ver=$(papt_candidate busybox-static:ppc64el "bookworm")
+    image="" ver="" common="" kbuild="" srcver=""
+    if [ -z "$kernel_image" ]; then
+        image=$(papt_newest "$image_re" "$where")
+        ver=$(papt_candidate "$image:ppc64el" "$where")
+        deps=$(papt_field "${image/image/headers}:ppc64el=$ver" Depends)
+        common=$(grep -oE 'linux-headers-[^ ,]+-common' <<<"$deps" | head -1)
+        kbuild=$(grep -oE 'linux-kbuild-[^ ,]+' <<<"$deps" | head -1)
+        [ -n "$common" ] && [ -n "$kbuild" ] || die "cannot tell ${image/image/headers}=$ver's common headers and kbuild from its Depends ('$deps')"
+        srcver=$(papt_field "$image:ppc64el=$ver" Source | sed -n 's/.*(\(.*\)).*/\1/p')
+        srcver=${srcver:-$ver}
+        printf '# %s\n' "$PAPT_ROOT" >"$res.tmp"
+        for v in busybox_ver image ver common kbuild srcver; do printf '%s=%q\n' "$v" "${!v}" >>"$res.tmp"; done
+        mv "$res.tmp" "$res"
+    fi
+fi
+papt_download "$VMC_CACHE/guest-debs/busybox" "bookworm (ppc64el)" "busybox-static:ppc64el=$busybox_ver"
+busybox_deb=$(ls "$VMC_CACHE/guest-debs/busybox/busybox-static_${busybox_ver//:/%3a}_ppc64el.deb")
 append="slub_debug=FZPU"
 stock_src=""
 if [ -z "$kernel_image" ]; then
-    case "$series" in
-        6.1)  image_re='^linux-image-6\.1\.0-[0-9]+-powerpc64le$'; where="bookworm, bookworm-updates, bookworm-security (ppc64el)" ;;
-        6.12) image_re='^linux-image-6\.12\.[0-9]+\+deb12-powerpc64le$'; where="bookworm-backports, bookworm-security (ppc64el)" ;;
-    esac
-    image=$(papt_newest "$image_re" "$where")
     abi=${image#linux-image-}; abi=${abi%-powerpc64le}
-    ver=$(papt_candidate "$image:ppc64el" "$where")
     headers="linux-headers-$abi-powerpc64le"
-    deps=$(papt_field "$headers:ppc64el=$ver" Depends)
-    common=$(grep -oE 'linux-headers-[^ ,]+-common' <<<"$deps" | head -1)
-    kbuild=$(grep -oE 'linux-kbuild-[^ ,]+' <<<"$deps" | head -1)
-    [ -n "$common" ] && [ -n "$kbuild" ] || die "cannot tell $headers=$ver's common headers and kbuild from its Depends ('$deps')"
-    srcver=$(papt_field "$image:ppc64el=$ver" Source | sed -n 's/.*(\(.*\)).*/\1/p')
-    srcver=${srcver:-$ver}
     K="$G/kernel/$abi-$ver"
     if [ ! -f "$K/.done" ]; then
         t0=$SECONDS
@@ -213,3 +225,4 @@ echo "GUEST_KERNEL=$label"
 echo "GUEST_ABI=$abi"
 echo "GUEST_APPEND=$append"
 echo "DRIVER_SRC=$stock_src"
+echo "IBMVMC_KO=$ko"

@@ -22,26 +22,35 @@ vm_cleanup() {
 # last_value NAME OUTPUT: the last NAME=value line of a build script's output.
 last_value() { sed -n "s/^$1=//p" <<<"$2" | tail -1; }
 
-# vm_tools: build (or take from the cache) QEMU and vmcd. Sets QEMU, VMCD.
+# vm_tools: build (or take from the cache) QEMU and vmcd. Sets QEMU, VMCD. VMC_QEMU / VMC_VMCD
+# name binaries to use instead (your own qemu-system-ppc64 with spapr-vmc, an installed vmcd).
 vm_tools() {
     local out
-    out=$("$VMC_REPO/scripts/build-qemu.sh") || die "building QEMU failed (see above)"
-    QEMU=$(last_value QEMU "$out")
-    [ -x "$QEMU" ] || die "scripts/build-qemu.sh printed no usable QEMU= line"
-    out=$("$VMC_REPO/scripts/build-vmcd.sh") || die "building vmcd failed (see above)"
-    VMCD=$(last_value VMCD "$out")
-    [ -x "$VMCD" ] || die "scripts/build-vmcd.sh printed no usable VMCD= line"
+    if [ -n "${VMC_QEMU:-}" ]; then
+        QEMU=$VMC_QEMU
+    else
+        out=$("$VMC_REPO/scripts/build-qemu.sh") || die "building QEMU failed (see above)"
+        QEMU=$(last_value QEMU "$out")
+    fi
+    [ -x "$QEMU" ] || die "no usable QEMU binary '$QEMU' (from VMC_QEMU or scripts/build-qemu.sh)"
+    if [ -n "${VMC_VMCD:-}" ]; then
+        VMCD=$VMC_VMCD
+    else
+        out=$("$VMC_REPO/scripts/build-vmcd.sh") || die "building vmcd failed (see above)"
+        VMCD=$(last_value VMCD "$out")
+    fi
+    [ -x "$VMCD" ] || die "no usable vmcd binary '$VMCD' (from VMC_VMCD or scripts/build-vmcd.sh)"
 }
 
 # vm_guest [build-guest options]: build (or take from the cache) the guest image.
-# Sets KERNEL, INITRD, GUEST_KERNEL (label), GUEST_ABI, GUEST_APPEND, DRIVER_SRC; on failure
+# Sets KERNEL, INITRD, GUEST_KERNEL (label), GUEST_ABI, GUEST_APPEND, DRIVER_SRC, IBMVMC_KO; on failure
 # returns 1 with build-guest.sh's error line in VM_GUEST_ERROR (its whole output went to stderr).
 vm_guest() {
     local out errf
     errf=$(mktemp /tmp/vmc-guest-err.XXXXXX)
     if ! out=$("$VMC_REPO/scripts/build-guest.sh" "$@" 2> >(tee "$errf" >&2)); then
         sleep 0.1   # let tee finish
-        VM_GUEST_ERROR=$(grep '^error: ' "$errf" | tail -1)
+        VM_GUEST_ERROR=$(sed -n 's/^error: //p' "$errf" | tail -1)
         VM_GUEST_ERROR=${VM_GUEST_ERROR:-"scripts/build-guest.sh $* failed (output above)"}
         rm -f "$errf"
         return 1
@@ -50,6 +59,7 @@ vm_guest() {
     KERNEL=$(last_value KERNEL "$out"); INITRD=$(last_value INITRD "$out")
     GUEST_KERNEL=$(last_value GUEST_KERNEL "$out"); GUEST_ABI=$(last_value GUEST_ABI "$out")
     GUEST_APPEND=$(last_value GUEST_APPEND "$out"); DRIVER_SRC=$(last_value DRIVER_SRC "$out")
+    IBMVMC_KO=$(last_value IBMVMC_KO "$out")
     [ -f "$KERNEL" ] && [ -f "$INITRD" ] || die "scripts/build-guest.sh did not produce its files"
 }
 
