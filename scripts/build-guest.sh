@@ -106,9 +106,11 @@ if [ -z "$kernel_image" ]; then
         papt_download "$debs" "$where" "$image:ppc64el=$ver" "$headers:ppc64el=$ver" "$common=$ver" \
             "$kbuild=$ver" "linux-source-$series=$srcver"
         rm -rf "$K"; mkdir -p "$K/root" "$K/driver"
-        for d in "$image" "$headers" "$common" "$kbuild"; do
+        for d in "$headers" "$common" "$kbuild"; do
             dpkg-deb -x "$(ls "$debs/${d}_${ver}"_*.deb)" "$K/root"
         done
+        # Of the image only the kernel itself (the driver is not among Debian's modules).
+        dpkg-deb --fsys-tarfile "$(ls "$debs/${image}_${ver}"_*.deb)" | tar -x -C "$K/root" ./boot
         # The flavour Makefile includes the common headers by absolute path: point it into our copy.
         sed -i "s|^include /usr/src/|include $K/root/usr/src/|" "$K/root/usr/src/$headers/Makefile"
         log "extracting drivers/misc/ibmvmc.[ch] from linux-source-$series $srcver"
