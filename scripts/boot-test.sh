@@ -26,13 +26,14 @@ while [ $# -gt 0 ]; do
         --driver-src|--modules-dir) guest_opts+=("$1" "${2:?$1 needs a directory}"); shift ;;
         --kernel-image) guest_opts+=("$1" "${2:?$1 needs a file}"); kernels=image; shift ;;
         --junit) junit=${2:?--junit needs a file}; shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         -*) die "unknown option $1 (try --help)" ;;
         *) scenarios+=("$1") ;;
     esac
     shift
 done
 kernels=${kernels:-"6.1 6.12"}
+for k in $kernels; do case $k in 6.1|6.12|image) ;; *) die "--kernel $k: choose 6.1 or 6.12" ;; esac; done
 [ ${#scenarios[@]} -gt 0 ] || scenarios=(basic params twohmc restart reset)
 for sc in "${scenarios[@]}"; do
     case $sc in basic|params|twohmc|restart|reset) ;; *) die "unknown scenario $sc (basic params twohmc restart reset)" ;; esac

@@ -17,7 +17,7 @@ while [ $# -gt 0 ]; do
         --print-cmdline) mode=print ;;
         --demo) mode=demo ;;
         --kernel|--driver-src|--kernel-image|--modules-dir) guest_opts+=("$1" "${2:?$1 needs a value}"); shift ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
         *) die "unknown option $1 (try --help)" ;;
     esac
     shift
