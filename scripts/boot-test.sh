@@ -170,8 +170,8 @@ scenario_restart() {
         else
             vmcd_start "$sock" "$vlog" --max-hmcs 2
             # The new vmcd is serving the guest when the guest's new session echoes through it.
-            if wait_for_line "$con" 'VMCTEST (PASS|FAIL) restart-new-session' 120 "$QEMU_PID" \
-                && kill -0 "$VMCD_PID" 2>/dev/null; then
+            wait_for_line "$con" 'VMCTEST (PASS|FAIL) restart-new-session' 120 "$QEMU_PID"
+            if grep -aq 'VMCTEST PASS restart-new-session' "$con" && kill -0 "$VMCD_PID" 2>/dev/null; then
                 result PASS "$k/$sc/vmcd-killed-and-restarted" "pid $old killed, pid $VMCD_PID serving"
             else
                 result FAIL "$k/$sc/vmcd-killed-and-restarted" "the restarted vmcd (pid $VMCD_PID) $(kill -0 "$VMCD_PID" 2>/dev/null && echo "never got the guest back" || echo "exited"); log: $vlog"
