@@ -145,7 +145,9 @@ fi
 ko=""
 if [ -n "$driver_src" ] || [ -z "$kernel_image" ]; then
     src=${driver_src:-$stock_src}
-    mkey=$(printf '%s\n' "$hdr" "$(hash_inputs "$src/ibmvmc.c" "$src/ibmvmc.h")" | sha256sum | cut -c1-16)
+    # Keyed by the driver source and the kernel it is built for (a rebuilt user kernel at the
+    # same path gets a new module).
+    mkey=$(printf '%s\n' "$hdr" "$(hash_inputs "$src/ibmvmc.c" "$src/ibmvmc.h" $kernel_image)" | sha256sum | cut -c1-16)
     M="$G/modules/ibmvmc-$abi-$mkey"
     if [ ! -f "$M/ibmvmc.ko" ]; then
         log "building ibmvmc.ko from $src against $abi"
