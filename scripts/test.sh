@@ -55,7 +55,9 @@ for proj in tests/*.Tests/*.Tests.csproj; do
         END { flush() }' "$out" >"$logdir/$name.results"
     p=$(grep -c '^PASS: ' "$logdir/$name.results"); f=$(grep -c '^FAIL: ' "$logdir/$name.results")
     s=$(grep -c '^SKIP: ' "$logdir/$name.results")
-    line=$(grep -E '(Passed|Failed)!' "$out" | tail -1)
+    # dotnet test's own count: "Passed!  - Failed: 0, Passed: N, ..." or, at normal verbosity,
+    # "Total tests: N" followed by "     Passed: N"
+    line=$(grep -E '(Passed|Failed)!|^ +Passed: *[0-9]+$' "$out" | tail -1)
     want_p=$(sed -nE 's/.*Passed: *([0-9]+).*/\1/p' <<<"$line")
     if [ -z "$line" ] || [ "${want_p:-x}" != "$p" ] || { [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; }; then
         echo "FAIL: $name: dotnet test exited $rc, summary '${line:-none}', $p passed lines (log $out)" >>"$logdir/$name.results"
