@@ -2,6 +2,8 @@
 #   result VERDICT NAME [MESSAGE]   print "VERDICT: NAME[: MESSAGE]" (PASS, FAIL, XFAIL, SKIP), count it
 #                                   (and append it to $RESULTS_FILE when set)
 #   results_summary                 "N passed, N failed, N xfailed, N skipped"
+#   results_from PREFIX CMD...      run CMD, count its result lines here (printed again), print its
+#                                   other lines after PREFIX; returns CMD's exit status
 #   junit_write SUITE LINES OUT     JUnit XML from a file of result lines: one testcase per line;
 #                                   FAIL -> <failure>, SKIP and XFAIL -> <skipped> with the message
 #                                   (XFAIL = an expected failure of the upstream driver)
@@ -19,6 +21,22 @@ result() {
         SKIP) R_SKIP=$((R_SKIP + 1)) ;;
         *) die "result: unknown verdict $v" ;;
     esac
+}
+results_from() {
+    local prefix=$1 line v rest name msg rcf rc
+    shift
+    rcf=$(mktemp /tmp/vmc-results-rc.XXXXXX)
+    while IFS= read -r line; do
+        case "$line" in
+            PASS:*|FAIL:*|XFAIL:*|SKIP:*)
+                v=${line%%: *} rest=${line#*: } msg=""
+                name=${rest%%: *}; [ "$name" = "$rest" ] || msg=${rest#*: }
+                result "$v" "$name" "$msg" ;;
+            *) echo "$prefix$line" ;;
+        esac
+    done < <("$@"; echo $? >"$rcf")
+    rc=$(cat "$rcf"); rm -f "$rcf"
+    return "${rc:-1}"
 }
 results_summary() { echo "$R_PASS passed, $R_FAIL failed, $R_XFAIL xfailed, $R_SKIP skipped"; }
 
