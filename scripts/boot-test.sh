@@ -5,12 +5,14 @@
 #   PASS: 6.12/basic/echo-4064    FAIL: 6.1/restart/completed: why    XFAIL: ...: known driver bug
 # and a closing "N passed, N failed, N xfailed, N skipped" line; exits non-zero on any FAIL.
 #
-#   scripts/boot-test.sh [options] [scenario...]    scenarios: basic params twohmc restart reset
+#   scripts/boot-test.sh [options] [scenario...]
+#     scenarios: basic params twohmc restart reset stall kill9 hostile (default: all)
 #     --kernel 6.1|6.12         one kernel of the matrix (default: both)
 #     --driver-src DIR          your ibmvmc.c/ibmvmc.h, built against each kernel's headers
 #     --kernel-image FILE [--modules-dir DIR]   your own ppc64le kernel (see build-guest.sh)
 #     --junit FILE              also write the results as JUnit XML
-#   BOOT_TIMEOUT=seconds per boot (180)
+#   BOOT_TIMEOUT=seconds per boot (180); HOSTILE_COUNT=random CRQ entries (1000000),
+#   HOSTILE_TIMEOUT=seconds for the hostile guest (900)
 # Every boot has slub_debug=FZPU (6.12 also KFENCE); /init validates the slab caches before power
 # off, and any kernel report fails the scenario, unless it is a known driver bug
 # (tests/guest/known-driver-bugs), which is reported as XFAIL.
@@ -26,7 +28,7 @@ while [ $# -gt 0 ]; do
         --driver-src|--modules-dir) guest_opts+=("$1" "${2:?$1 needs a directory}"); shift ;;
         --kernel-image) guest_opts+=("$1" "${2:?$1 needs a file}"); kernels=image; shift ;;
         --junit) junit=${2:?--junit needs a file}; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         -*) die "unknown option $1 (try --help)" ;;
         *) scenarios+=("$1") ;;
     esac
@@ -34,12 +36,14 @@ while [ $# -gt 0 ]; do
 done
 kernels=${kernels:-"6.1 6.12"}
 for k in $kernels; do case $k in 6.1|6.12|image) ;; *) die "--kernel $k: choose 6.1 or 6.12" ;; esac; done
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(basic params twohmc restart reset)
+ALL="basic params twohmc restart reset stall kill9 hostile"
+[ ${#scenarios[@]} -gt 0 ] || read -r -a scenarios <<<"$ALL"
 for sc in "${scenarios[@]}"; do
-    case $sc in basic|params|twohmc|restart|reset) ;; *) die "unknown scenario $sc (basic params twohmc restart reset)" ;; esac
+    [[ " $ALL " == *" $sc "* ]] || die "unknown scenario $sc ($ALL)"
 done
 
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-180}
+HOSTILE_COUNT=${HOSTILE_COUNT:-1000000} HOSTILE_TIMEOUT=${HOSTILE_TIMEOUT:-900}
 KNOWN_BUGS="$VMC_REPO/tests/guest/known-driver-bugs"
 work=$(mktemp -d /tmp/vmc-boot.XXXXXX)
 RESULTS_FILE="$work/results"
@@ -119,7 +123,8 @@ report() {
         case "$line" in
             *"VMCTEST BOOT "*) boot=$((boot + 1)); [ "$boots" -gt 1 ] && pre="boot$boot/" ;;
             *"VMCTEST PASS "*) rest=${line#*VMCTEST PASS }; name=${rest%% *}
-                result PASS "$k/$sc/$pre$name" ;;
+                [ "$rest" = "$name" ] && rest="" || rest=${rest#"$name" }
+                result PASS "$k/$sc/$pre$name" "$rest" ;;
             *"VMCTEST FAIL "*) rest=${line#*VMCTEST FAIL }; name=${rest%% *}
                 result FAIL "$k/$sc/$pre$name" "${rest#"$name" }" ;;
         esac
@@ -203,6 +208,155 @@ scenario_reset() {
     log "scenario $k/$sc took $((SECONDS - start)) s"
 }
 
+# ms_since T0: milliseconds since T0 (date +%s%N)
+ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+
+# stall: vmcd is SIGSTOPped while the guest echoes. The VM keeps running (QMP query-status answers
+# within 2 s all through the stall), QEMU declares vmcd lost after one deadline (timeout-ms 1000)
+# and the guest's blocked read gets the transport event (EBADFD); then, in round 1, vmcd is
+# continued, in round 2 replaced by a new vmcd, and each time the guest opens a new session and
+# echoes (vmctest stall).
+scenario_stall() {
+    local k=$1 sc=stall sock="$work/$1-stall.sock" con="$work/$1-stall.console" mon="$work/$1-stall.qmp"
+    local vlog="$work/$1-stall.vmcd.log" start=$SECONDS round t0 worst n bad te what qpid
+    log "scenario $k/$sc"
+    vmcd_start "$sock" "$vlog"
+    qemu_start "$sock" 'vmc.test="stall --count 2"' "$con" "$BOOT_TIMEOUT" -qmp "unix:$mon,server=on,wait=off"
+    for round in 1 2; do
+        if ! wait_for_line "$con" "VMCTEST INFO stall-$round echoing" 120 "$QEMU_PID"; then
+            result FAIL "$k/$sc/round-$round" "the guest was not echoing (console: $con)"; break
+        fi
+        kill -STOP "$VMCD_PID"; t0=$(date +%s%N)
+        # query-status back to back (in the background) until the guest reports the end of its session
+        rm -f "$mon.stop" "$mon.answers"
+        (while [ ! -e "$mon.stop" ]; do qmp "$mon" query-status 2>/dev/null || echo "99999 no-answer"; done >"$mon.answers") &
+        qpid=$!
+        wait_for_line "$con" "VMCTEST (PASS|FAIL) stall-$round-transport-event" 10 "$QEMU_PID"
+        te=$(ms_since "$t0")
+        touch "$mon.stop"; wait "$qpid"
+        n=$(wc -l <"$mon.answers")
+        worst=$(awk '$1 > w { w = $1 } END { print w + 0 }' "$mon.answers")
+        bad=$(grep -v '"status": "running"' "$mon.answers" | head -1)
+        if [ "$n" -gt 0 ] && [ "$worst" -le 2000 ] && [ -z "$bad" ]; then
+            result PASS "$k/$sc/qmp-answers-during-stall-$round" "$n query-status, slowest $worst ms"
+        else
+            result FAIL "$k/$sc/qmp-answers-during-stall-$round" "$n query-status, slowest $worst ms${bad:+, answer $bad}"
+        fi
+        # within two deadlines (2 x 1000 ms): QEMU checks the SQ eight times per deadline and the
+        # slot requests (the write's H_COPY_RDMA) time out after one
+        if grep -aq "VMCTEST PASS stall-$round-transport-event" "$con" && [ "$te" -le 2000 ]; then
+            result PASS "$k/$sc/transport-event-within-deadline-$round" "guest saw EBADFD $te ms after SIGSTOP"
+        else
+            result FAIL "$k/$sc/transport-event-within-deadline-$round" "after $te ms: $(grep -a "stall-$round-transport-event" "$con" | tr -d '\r')"
+        fi
+        if [ "$round" = 1 ]; then
+            kill -CONT "$VMCD_PID"; what="the continued vmcd (pid $VMCD_PID)"
+        else
+            kill -KILL "$VMCD_PID"; wait "$VMCD_PID" 2>/dev/null
+            vmcd_start "$sock" "$vlog"; what="a new vmcd (pid $VMCD_PID)"
+        fi
+        wait_for_line "$con" "VMCTEST (PASS|FAIL) stall-$round-new-session" 120 "$QEMU_PID"
+        if grep -aq "VMCTEST PASS stall-$round-new-session" "$con" && kill -0 "$VMCD_PID" 2>/dev/null; then
+            result PASS "$k/$sc/served-again-$round" "$what serves the guest's new session"
+        else
+            result FAIL "$k/$sc/served-again-$round" "$what: $(grep -a "stall-$round-new-session" "$con" | tr -d '\r'); log: $vlog"
+        fi
+    done
+    wait "$QEMU_PID" 2>/dev/null
+    report "$k" "$sc" "$con"
+    vm_cleanup
+    log "scenario $k/$sc took $((SECONDS - start)) s"
+}
+
+# kill9: vmcd is SIGKILLed 20 times during continuous echo traffic, each time once the guest's
+# current session has echoed 50 messages, and started again at once. After each kill the guest
+# must echo again within 5 s; vmctest kill9 accounts for every message whose write() succeeded
+# (echoed, or EBADFD to the writer) and prints the counts.
+scenario_kill9() {
+    local k=$1 sc=kill9 sock="$work/$1-kill9.sock" con="$work/$1-kill9.console" vlog="$work/$1-kill9.vmcd.log"
+    local start=$SECONDS kills=20 i t0 ms worst=0 slow=0 all="" ok=1
+    log "scenario $k/$sc"
+    vmcd_start "$sock" "$vlog"
+    qemu_start "$sock" "vmc.test=\"kill9 --count $kills\"" "$con" "$BOOT_TIMEOUT"
+    for i in $(seq 1 $kills); do
+        if ! wait_for_line "$con" "VMCTEST INFO kill9 session=$i busy" 60 "$QEMU_PID"; then
+            result FAIL "$k/$sc/echoing-again-within-5s" "session $i never got busy (console: $con)"; ok=0; break
+        fi
+        kill -KILL "$VMCD_PID"; wait "$VMCD_PID" 2>/dev/null; t0=$(date +%s%N)
+        vmcd_start "$sock" "$vlog"
+        wait_for_line "$con" "VMCTEST INFO kill9 session=$((i + 1)) echoing" 5 "$QEMU_PID" \
+            || { slow=$((slow + 1)); wait_for_line "$con" "VMCTEST INFO kill9 session=$((i + 1)) echoing" 60 "$QEMU_PID"; }
+        ms=$(ms_since "$t0"); all+="$ms "
+        [ "$ms" -gt "$worst" ] && worst=$ms
+    done
+    if [ "$ok" = 1 ]; then
+        if [ "$slow" -eq 0 ]; then
+            result PASS "$k/$sc/echoing-again-within-5s" "$kills kills; guest echoing again after (ms): $all"
+        else
+            result FAIL "$k/$sc/echoing-again-within-5s" "$slow of $kills kills took longer than 5 s; after (ms): $all"
+        fi
+    fi
+    wait "$QEMU_PID" 2>/dev/null
+    grep -a 'VMCTEST INFO kill9 written=' "$con" | tr -d '\r' | sed 's/^.*VMCTEST INFO /    /' >&2
+    report "$k" "$sc" "$con"
+    vm_cleanup
+    log "scenario $k/$sc took $((SECONDS - start)) s"
+}
+
+# hostile: a guest whose vmcprobe.ko sends HOSTILE_COUNT (1,000,000) random CRQ entries and random
+# H_COPY_RDMA arguments on a queue of its own between canary pages, while a second VM on the SAME
+# vmcd echoes all along (vmctest soak, stopped by a line on its console). vmcd and both QEMUs stay
+# up; the hostile guest's canaries stay intact.
+scenario_hostile() {
+    local k=$1 sc=hostile sock="$work/$1-hostile.sock" con="$work/$1-hostile.console" vlog="$work/$1-hostile.vmcd.log"
+    local econ="$work/$1-hostile-echo.console" fifo="$work/$1-hostile-echo.stdin" start=$SECONDS
+    local hpid epid infd hrc n0 n1 t0 secs pr want got
+    log "scenario $k/$sc"
+    vmcd_start "$sock" "$vlog"
+    mkfifo "$fifo"; exec {infd}<>"$fifo"
+    qemu_start "$sock" 'vmc.test="soak"' "$econ" "$HOSTILE_TIMEOUT" --stdin "$fifo"; epid=$QEMU_PID
+    if ! wait_for_line "$econ" 'VMCTEST INFO soak n=' 120 "$epid"; then
+        result FAIL "$k/$sc/second-vm-echoes" "the echoing VM never echoed (console: $econ)"
+    else
+        qemu_start "$sock" "vmc.probe=hostile vmc.probe_count=$HOSTILE_COUNT" "$con" "$HOSTILE_TIMEOUT"; hpid=$QEMU_PID
+        wait_for_line "$con" 'VMCTEST INFO probe-start' 120 "$hpid"
+        n0=$(grep -a 'VMCTEST INFO soak n=' "$econ" | tail -1 | tr -d '\r' | sed 's/.*n=//'); t0=$SECONDS
+        wait_for_line "$con" 'VMCTEST PROBE done' "$HOSTILE_TIMEOUT" "$hpid"
+        secs=$((SECONDS - t0))
+        n1=$(grep -a 'VMCTEST INFO soak n=' "$econ" | tail -1 | tr -d '\r' | sed 's/.*n=//')
+        wait "$hpid" 2>/dev/null; hrc=$?
+        grep -a 'VMCTEST PROBE hostile-' "$con" | tr -d '\r' | sed 's/^.*VMCTEST PROBE /    /' >&2
+        got=$(grep -a 'VMCTEST PROBE hostile-sent ' "$con" | tr -d '\r' | awk '{print $4}')
+        if [ "${got:-0}" = "$HOSTILE_COUNT" ]; then
+            result PASS "$k/$sc/entries-sent" "$got random CRQ entries and $(grep -a 'VMCTEST PROBE hostile-rdma ' "$con" | tr -d '\r' | awk '{print $4}') random H_COPY_RDMA in $secs s"
+        else
+            result FAIL "$k/$sc/entries-sent" "sent ${got:-none} of $HOSTILE_COUNT (console: $con)"
+        fi
+        for pr in "hostile-reg-crq 0" "hostile-free-crq 0" "hostile-canary-bytes-changed 0" "done 0"; do
+            set -- $pr
+            got=$(grep -a "VMCTEST PROBE $1 " "$con" | tr -d '\r' | awk '{print $4}')
+            if [ "$got" = "$2" ]; then result PASS "$k/$sc/$1"; else result FAIL "$k/$sc/$1" "want $2, got '${got:-nothing}'"; fi
+        done
+        if [ "$hrc" -eq 0 ]; then result PASS "$k/$sc/hostile-qemu-stayed-up"
+        else result FAIL "$k/$sc/hostile-qemu-stayed-up" "QEMU ended with status $hrc (124: timeout; console: $con)"; fi
+        if [ -n "$n0" ] && [ -n "$n1" ] && [ "$n1" -gt "$n0" ] && ! grep -aq 'VMCTEST FAIL soak' "$econ"; then
+            result PASS "$k/$sc/second-vm-echoed-throughout" "$((n1 - n0)) echoes during the hostile run ($secs s)"
+        else
+            result FAIL "$k/$sc/second-vm-echoed-throughout" "echo count ${n0:-?} -> ${n1:-?}; $(grep -a 'VMCTEST FAIL soak' "$econ" | tr -d '\r')"
+        fi
+    fi
+    if kill -0 "$VMCD_PID" 2>/dev/null; then result PASS "$k/$sc/vmcd-stayed-up"
+    else result FAIL "$k/$sc/vmcd-stayed-up" "vmcd exited; log: $vlog"; fi
+    echo stop >&"$infd"
+    wait_until 60 "$epid" eval '! kill -0 '"$epid"' 2>/dev/null'
+    wait "$epid" 2>/dev/null
+    exec {infd}>&-
+    report "$k" "$sc" "$con"
+    report "$k" "$sc-echo-vm" "$econ"
+    vm_cleanup
+    log "scenario $k/$sc took $((SECONDS - start)) s"
+}
+
 t0=$SECONDS
 vm_tools
 for k in $kernels; do
@@ -222,6 +376,9 @@ for k in $kernels; do
             twohmc)  scenario "$GUEST_KERNEL" twohmc "--max-hmcs 2" 'ibmvmc.max_hmcs=2 vmc.test="twohmc --mtu 4096"' ;;
             restart) scenario_restart "$GUEST_KERNEL" ;;
             reset)   scenario_reset "$GUEST_KERNEL" ;;
+            stall)   scenario_stall "$GUEST_KERNEL" ;;
+            kill9)   scenario_kill9 "$GUEST_KERNEL" ;;
+            hostile) scenario_hostile "$GUEST_KERNEL" ;;
         esac
     done
 done

@@ -179,7 +179,7 @@ else
     if [ -s "$work/event.time" ]; then
         t=$(( ($(cat "$work/event.time") - t0) / 1000000 ))
         # one timeout-ms (1000) for the request that finds the stall, plus the guest's 0.2 s poll
-        if [ "$t" -le 2500 ]; then pass stalled-backend-transport-event; else fail stalled-backend-transport-event "after $t ms"; fi
+        if [ "$t" -le 2000 ]; then pass stalled-backend-transport-event; else fail stalled-backend-transport-event "after $t ms"; fi
         echo "    transport event in the guest $t ms after SIGSTOP" >&2
     else
         fail stalled-backend-transport-event "no transport event in the guest: $(grep -a 'VMCTEST WATCH' "$L" | tail -3 | tr '\n' ' ')"
