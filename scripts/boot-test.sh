@@ -145,6 +145,15 @@ report() {
     fi
 }
 
+# scenario_done LABEL NAME CONSOLE START [--no-wait]: wait for the guest to end (unless the
+# scenario did), report its checks, stop whatever still runs
+scenario_done() {
+    [ "${5:-}" = --no-wait ] || wait "$QEMU_PID" 2>/dev/null
+    report "$1" "$2" "$3"
+    vm_cleanup
+    log "scenario $1/$2 took $((SECONDS - $4)) s"
+}
+
 # scenario LABEL NAME "VMCD-ARGS" "KERNEL-APPEND"
 scenario() {
     local k=$1 sc=$2 vargs=$3 append=$4 sock="$work/$1-$2.sock" con="$work/$1-$2.console" start=$SECONDS
@@ -152,10 +161,7 @@ scenario() {
     # shellcheck disable=SC2086
     vmcd_start "$sock" "$work/$k-$sc.vmcd.log" $vargs
     qemu_start "$sock" "$append" "$con" "$BOOT_TIMEOUT"
-    wait "$QEMU_PID" 2>/dev/null
-    report "$k" "$sc" "$con"
-    vm_cleanup
-    log "scenario $k/$sc took $((SECONDS - start)) s"
+    scenario_done "$k" "$sc" "$con" "$start"
 }
 
 # restart: vmcd is killed while the guest holds a session (and has closed a second HMC's
@@ -185,10 +191,7 @@ scenario_restart() {
     else
         result FAIL "$k/$sc/vmcd-killed-and-restarted" "guest never reached the waiting point"
     fi
-    wait "$QEMU_PID" 2>/dev/null
-    report "$k" "$sc" "$con"
-    vm_cleanup
-    log "scenario $k/$sc took $((SECONDS - start)) s"
+    scenario_done "$k" "$sc" "$con" "$start"
 }
 
 # reset: the guest reboots itself (system reset): spapr-vmc frees the queue and resets vmcd, the
@@ -203,9 +206,7 @@ scenario_reset() {
     # Only the first two boots count (the guest would go on rebooting).
     awk '/VMCTEST BOOT /{n++} n<=2' "$con" >"$con.2" && mv "$con.2" "$con"
     [ "$(count_lines "$con" 'VMCTEST BOOT ')" -ge 2 ] || result FAIL "$k/$sc/second-boot" "the guest did not boot a second time; console: $con"
-    report "$k" "$sc" "$con"
-    vm_cleanup
-    log "scenario $k/$sc took $((SECONDS - start)) s"
+    scenario_done "$k" "$sc" "$con" "$start" --no-wait
 }
 
 # ms_since T0: milliseconds since T0 (date +%s%N)
@@ -262,10 +263,7 @@ scenario_stall() {
             result FAIL "$k/$sc/served-again-$round" "$what: $(grep -a "stall-$round-new-session" "$con" | tr -d '\r'); log: $vlog"
         fi
     done
-    wait "$QEMU_PID" 2>/dev/null
-    report "$k" "$sc" "$con"
-    vm_cleanup
-    log "scenario $k/$sc took $((SECONDS - start)) s"
+    scenario_done "$k" "$sc" "$con" "$start"
 }
 
 # kill9: vmcd is SIGKILLed 20 times during continuous echo traffic, each time once the guest's
@@ -296,11 +294,7 @@ scenario_kill9() {
             result FAIL "$k/$sc/echoing-again-within-5s" "$slow of $kills kills took longer than 5 s; after (ms): $all"
         fi
     fi
-    wait "$QEMU_PID" 2>/dev/null
-    grep -a 'VMCTEST INFO kill9 written=' "$con" | tr -d '\r' | sed 's/^.*VMCTEST INFO /    /' >&2
-    report "$k" "$sc" "$con"
-    vm_cleanup
-    log "scenario $k/$sc took $((SECONDS - start)) s"
+    scenario_done "$k" "$sc" "$con" "$start"
 }
 
 # hostile: a guest whose vmcprobe.ko sends HOSTILE_COUNT (1,000,000) random CRQ entries and random

@@ -11,8 +11,7 @@ cd "$VMC_REPO"
 secs=${1:-3}
 
 command -v dotnet >/dev/null || die "the .NET 10 SDK is required (dotnet not on PATH)"
-if [ -n "${VMC_VMCD:-}" ]; then VMCD=$VMC_VMCD; else VMCD=$(last_value VMCD "$(scripts/build-vmcd.sh)"); fi
-[ -x "$VMCD" ] || die "no vmcd binary (scripts/build-vmcd.sh or VMC_VMCD)"
+vm_vmcd
 log "building the reference front-end (Release)"
 buildlog=$(mktemp /tmp/vmc-loopback-build.XXXXXX.log)
 dotnet build tests/ReferenceFrontEnd/ReferenceFrontEnd.csproj -c Release -nologo -v q >"$buildlog" 2>&1 \
@@ -35,5 +34,4 @@ if grep -qE ' ERR | FTL |"@l":"(Error|Fatal)"' "$work/vmcd.log"; then
 else
     result PASS loopback/vmcd-log-clean
 fi
-results_summary
-[ "$R_FAIL" -eq 0 ]
+results_finish

@@ -2,6 +2,7 @@
 #   result VERDICT NAME [MESSAGE]   print "VERDICT: NAME[: MESSAGE]" (PASS, FAIL, XFAIL, SKIP), count it
 #                                   (and append it to $RESULTS_FILE when set)
 #   results_summary                 "N passed, N failed, N xfailed, N skipped"
+#   results_finish                  print the summary and exit: 0 when nothing failed, else 1
 #   results_from PREFIX CMD...      run CMD, count its result lines here (printed again), print its
 #                                   other lines after PREFIX; returns CMD's exit status
 #   junit_write SUITE LINES OUT     JUnit XML from a file of result lines: one testcase per line;
@@ -39,6 +40,7 @@ results_from() {
     return "${rc:-1}"
 }
 results_summary() { echo "$R_PASS passed, $R_FAIL failed, $R_XFAIL xfailed, $R_SKIP skipped"; }
+results_finish() { results_summary; [ "$R_FAIL" -eq 0 ]; exit; }
 
 xml_escape() { sed -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g' -e 's/"/\&quot;/g' -e "s/'/\&apos;/g" | tr -d '\000-\010\013\014\016-\037'; }
 

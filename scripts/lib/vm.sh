@@ -23,9 +23,11 @@ vm_cleanup() {
 # last_value NAME OUTPUT: the last NAME=value line of a build script's output.
 last_value() { sed -n "s/^$1=//p" <<<"$2" | tail -1; }
 
-# vm_tools: build (or take from the cache) QEMU and vmcd. Sets QEMU, VMCD. VMC_QEMU / VMC_VMCD
-# name binaries to use instead (your own qemu-system-ppc64 with spapr-vmc, an installed vmcd).
-vm_tools() {
+# vm_tools: build (or take from the cache) QEMU and vmcd: vm_qemu sets QEMU, vm_vmcd sets VMCD.
+# VMC_QEMU / VMC_VMCD name binaries to use instead (your own qemu-system-ppc64 with spapr-vmc, an
+# installed vmcd).
+vm_tools() { vm_qemu; vm_vmcd; }
+vm_qemu() {
     local out
     if [ -n "${VMC_QEMU:-}" ]; then
         QEMU=$VMC_QEMU
@@ -34,6 +36,9 @@ vm_tools() {
         QEMU=$(last_value QEMU "$out")
     fi
     [ -x "$QEMU" ] || die "no usable QEMU binary '$QEMU' (from VMC_QEMU or scripts/build-qemu.sh)"
+}
+vm_vmcd() {
+    local out
     if [ -n "${VMC_VMCD:-}" ]; then
         VMCD=$VMC_VMCD
     else

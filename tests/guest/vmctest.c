@@ -343,8 +343,6 @@ static int restart(int closed_session)
     fflush(stdout);
     /* A blocking read: the driver's poll() reports only queued data, never the dead session. */
     uint8_t buf[65536];
-    struct sigaction sa = { .sa_handler = on_alarm };   /* no SA_RESTART: read returns EINTR */
-    sigaction(SIGALRM, &sa, NULL);
     alarm(60);
     int r = read(fd, buf, mtu);
     r = r < 0 ? -errno : r;
@@ -444,8 +442,6 @@ static int echo_once(int fd, uint32_t token, int len, int *write_ok, double *blo
  * (the host resumes vmcd in round 1 and replaces it in round 2). */
 static int stall(int rounds)
 {
-    struct sigaction sa = { .sa_handler = on_alarm };
-    sigaction(SIGALRM, &sa, NULL);
     uint32_t token = 1;
     int fd = session_that_echoes("vmctest-stall", now() + 60, token);
     token += 2;
@@ -499,8 +495,6 @@ static int stall(int rounds)
  * anything else is a lost message. */
 static int kill9(int kills)
 {
-    struct sigaction sa = { .sa_handler = on_alarm };
-    sigaction(SIGALRM, &sa, NULL);
     long written = 0, echoed = 0, ebadfd = 0, lost = 0, refused = 0;
     double worst = 0;
     uint32_t token = 1;
@@ -537,8 +531,6 @@ static int kill9(int kills)
  * or take longer than 5 s. */
 static int soak(void)
 {
-    struct sigaction sa = { .sa_handler = on_alarm };
-    sigaction(SIGALRM, &sa, NULL);
     uint32_t token = 1;
     int fd = session_that_echoes("vmctest-soak", now() + 60, token);
     token += 2;
@@ -578,6 +570,9 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--closed-session")) closed_session = 1;
         else { fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
     }
+    /* alarm() guards blocking reads; no SA_RESTART, so such a read returns EINTR */
+    struct sigaction sa = { .sa_handler = on_alarm };
+    sigaction(SIGALRM, &sa, NULL);
     if (!strcmp(argv[1], "basic")) basic(drc);
     else if (!strcmp(argv[1], "burst")) burst(count, "vmctest-burst");
     else if (!strcmp(argv[1], "twohmc")) twohmc();

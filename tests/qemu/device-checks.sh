@@ -19,7 +19,6 @@ trap 'for p in "${VM_PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; done; vm_cleanup
 pass() { result PASS "$1"; }
 fail() { result FAIL "$1" "$2"; }
 skip() { result SKIP "$1" "$2"; }
-finish() { results_summary; [ "$R_FAIL" -eq 0 ]; exit; }
 
 vm_tools
 if "$QEMU" --version | grep -q 'version 10\.0\.'; then pass qemu-10.0; else fail qemu-10.0 "$("$QEMU" --version | head -1)"; fi
@@ -264,4 +263,4 @@ else
     grc=$?
     [ "$grc" = 0 ] || [ "$R_FAIL" -gt "$f0" ] || fail guest-checks "exited with $grc"
 fi
-finish
+results_finish

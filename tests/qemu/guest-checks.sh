@@ -23,11 +23,9 @@ work=$(mktemp -d /tmp/vmc-guestchk.XXXXXX)
 trap 'vm_cleanup; rm -rf "$work"' EXIT
 pass() { result PASS "guest/$1"; }
 fail() { result FAIL "guest/$1" "$2"; }
-finish() { results_summary; [ "$R_FAIL" -eq 0 ]; exit; }
 
-out=$("$VMC_REPO/scripts/build-qemu.sh") || { fail build-qemu "scripts/build-qemu.sh failed"; finish; }
-QEMU=$(last_value QEMU "$out")
-vm_guest --kernel "${GUEST_KERNEL:-6.1}" || { fail build-guest "$VM_GUEST_ERROR"; finish; }
+vm_qemu
+vm_guest --kernel "${GUEST_KERNEL:-6.1}" || { fail build-guest "$VM_GUEST_ERROR"; results_finish; }
 FAKE=(python3 "$VMC_REPO/tests/qemu/fake_vmcd.py")
 
 # backend NAME FAKE-ARGS...: start the fake back-end on $work/NAME.sock; sets SOCK, BPID
@@ -59,7 +57,7 @@ ARG_CHECKS=("bad-liobn -4" "both-local -4" "both-remote -4" "src-outside-window 
 
 # --- fake back-end: device tree and driver state ---------------------------------------------
 backend fake --remote-window-size 0x2000000 --drc-index 0x81000007 \
-    || { fail fake-backend "fake_vmcd.py did not listen: $(head -c 300 "$work/fake.backend.log")"; finish; }
+    || { fail fake-backend "fake_vmcd.py did not listen: $(head -c 300 "$work/fake.backend.log")"; results_finish; }
 boot fake "$SOCK" 'vmc.test="query --drc 0x81000007"'
 wait "$QEMU_PID"
 L="$work/fake.console"
@@ -228,4 +226,4 @@ else
     fail system-reset-driver-ready-again "the fake back-end did not start"
 fi
 
-finish
+results_finish
