@@ -127,6 +127,8 @@ report() {
                 result PASS "$k/$sc/$pre$name" "$rest" ;;
             *"VMCTEST FAIL "*) rest=${line#*VMCTEST FAIL }; name=${rest%% *}
                 result FAIL "$k/$sc/$pre$name" "${rest#"$name" }" ;;
+            *"VMCTEST XFAIL "*) rest=${line#*VMCTEST XFAIL }; name=${rest%% *}
+                result XFAIL "$k/$sc/$pre$name" "${rest#"$name" } (a bug of the upstream driver)" ;;
         esac
     done <"$con"
     v=$(kernel_verdict "$con")

@@ -1,6 +1,7 @@
 /*
  * vmctest: checks the upstream ibmvmc driver (/dev/ibmvmc) against vmcd from inside the guest.
  * One line per check:  VMCTEST PASS <name> [detail]  |  VMCTEST FAIL <name> <reason>
+ *                      |  VMCTEST XFAIL <name> <reason>  (a bug of the driver, reproduced; quoted)
  * and a final         VMCTEST SUMMARY passed=N failed=M   (unless --no-summary).
  *
  *   vmctest basic   [--drc 0xN] [--mtu N]   query, requestvmc, sethmcid, router, echo sizes, errors, reopen
@@ -50,6 +51,7 @@ static int passed, failed, mtu = 4096;
 
 static void pass(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void xfail(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #include <stdarg.h>
 static void report(const char *verdict, const char *name, const char *fmt, va_list ap)
 {
@@ -60,6 +62,7 @@ static void report(const char *verdict, const char *name, const char *fmt, va_li
 }
 static void pass(const char *name, const char *fmt, ...) { va_list ap; va_start(ap, fmt); report("PASS", name, fmt, ap); va_end(ap); passed++; }
 static void fail(const char *name, const char *fmt, ...) { va_list ap; va_start(ap, fmt); report("FAIL", name, fmt, ap); va_end(ap); failed++; }
+static void xfail(const char *name, const char *fmt, ...) { va_list ap; va_start(ap, fmt); report("XFAIL", name, fmt, ap); va_end(ap); }
 
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
 static void put16(uint8_t *p, uint16_t v) { p[0] = v >> 8; p[1] = v; }
@@ -433,6 +436,7 @@ static int echo_once(int fd, uint32_t token, int len, int *write_ok, double *blo
     alarm(0);
     if (blocked_ms) *blocked_ms = (now() - t) * 1e3;
     if (r < 0) return r;
+    if (r == 0) return -ENODATA;
     if (r != n || get32(resp + 8) != token || get16(resp + 22) != 0 || memcmp(resp + HDR, data, len)) return -EBADMSG;
     return 0;
 }
@@ -489,13 +493,22 @@ static int stall(int rounds)
     return 0;
 }
 
+/* The driver's read race with a transport event (found by kill9): ibmvmc_read() takes the queued
+ * buffer under hmc->lock, drops the lock and only then copies it out, while the transport event's
+ * ibmvmc_return_hmc() frees every buffer and zeroes it under that lock. */
+#define READ_RACE "ibmvmc_read(): \"spin_unlock_irqrestore(&hmc->lock, flags); nbytes = min_t(size_t, nbytes, buffer->msg_len); " \
+    "n = copy_to_user((void *)buf, buffer->real_addr_local, nbytes);\" runs while ibmvmc_return_hmc() does " \
+    "\"free_dma_buffer(...buffer[i].real_addr_local...); memset(&buffer[i], 0, ...)\" for the transport event: " \
+    "the message that had arrived is lost (read fails with EFAULT, \"read: copy to user failed\", or returns 0 bytes)"
+
 /* vmctest kill9: continuous echo while the host kills vmcd KILLS times (it waits for the "busy"
  * line of each session before the next kill). Accounting: every message whose write() succeeded is
  * either echoed or answered by EBADFD in its read (its session ended by a transport event);
- * anything else is a lost message. */
+ * a read that fails with EFAULT or returns 0 bytes and is followed by EBADFD is the driver's read
+ * race (XFAIL); anything else is a lost message. */
 static int kill9(int kills)
 {
-    long written = 0, echoed = 0, ebadfd = 0, lost = 0, refused = 0;
+    long written = 0, echoed = 0, ebadfd = 0, raced = 0, lost = 0, refused = 0;
     double worst = 0;
     uint32_t token = 1;
     for (int session = 1; session <= kills + 1; session++) {
@@ -512,17 +525,35 @@ static int kill9(int kills)
             if (rc == 0) echoed++;
             else if (rc == -EBADFD && wok) { ebadfd++; break; }
             else if (!wok) { refused++; break; }    /* write() refused it: not acknowledged */
-            else { lost++; printf("VMCTEST INFO kill9 session=%d message %u: %s\n", session, token - 1, strerror(-rc)); break; }
+            else {
+                static uint8_t resp[65536];
+                int again = -1;
+                if (rc == -EFAULT || rc == -ENODATA) {  /* the session must be over: read again */
+                    alarm(30);
+                    again = read(fd, resp, mtu) < 0 ? errno : 0;
+                    alarm(0);
+                }
+                if (again == EBADFD) raced++;
+                else lost++;
+                printf("VMCTEST INFO kill9 session=%d message %u: %s%s\n", session, token - 1, strerror(-rc),
+                       again == EBADFD ? ", then EBADFD (the driver's read race)" : "");
+                break;
+            }
             if (n == 50) { printf("VMCTEST INFO kill9 session=%d busy\n", session); fflush(stdout); }
             if (session == kills + 1 && n == 100) break;
         }
         close(fd);
     }
-    printf("VMCTEST INFO kill9 written=%ld echoed=%ld ebadfd=%ld lost=%ld write-refused=%ld\n", written, echoed, ebadfd, lost, refused);
-    if (lost == 0 && written == echoed + ebadfd && ebadfd + refused >= kills)
-        pass("kill9-nothing-lost", "written=%ld echoed=%ld ebadfd=%ld lost=0 (write refused %ld)", written, echoed, ebadfd, refused);
+    printf("VMCTEST INFO kill9 written=%ld echoed=%ld ebadfd=%ld read-race=%ld lost=%ld write-refused=%ld\n",
+           written, echoed, ebadfd, raced, lost, refused);
+    if (lost || written != echoed + ebadfd + raced || ebadfd + raced + refused < kills)
+        fail("kill9-nothing-lost", "written=%ld echoed=%ld ebadfd=%ld read-race=%ld lost=%ld write-refused=%ld (%d kills)",
+             written, echoed, ebadfd, raced, lost, refused, kills);
+    else if (raced)
+        xfail("kill9-nothing-lost", "written=%ld echoed=%ld ebadfd=%ld lost=0, but %ld lost by the driver: " READ_RACE,
+              written, echoed, ebadfd, raced);
     else
-        fail("kill9-nothing-lost", "written=%ld echoed=%ld ebadfd=%ld lost=%ld write-refused=%ld (%d kills)", written, echoed, ebadfd, lost, refused, kills);
+        pass("kill9-nothing-lost", "written=%ld echoed=%ld ebadfd=%ld lost=0 (write refused %ld)", written, echoed, ebadfd, refused);
     printf("VMCTEST INFO kill9 slowest-recovery-ms=%.0f\n", worst * 1e3);
     return 0;
 }
