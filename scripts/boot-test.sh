@@ -306,7 +306,7 @@ scenario_kill9() {
 scenario_hostile() {
     local k=$1 sc=hostile sock="$work/$1-hostile.sock" con="$work/$1-hostile.console" vlog="$work/$1-hostile.vmcd.log"
     local econ="$work/$1-hostile-echo.console" fifo="$work/$1-hostile-echo.stdin" start=$SECONDS
-    local hpid epid infd hrc n0 n1 t0 secs pr want got
+    local hpid epid infd hrc n0 n1 t0 secs pr got
     log "scenario $k/$sc"
     vmcd_start "$sock" "$vlog"
     mkfifo "$fifo"; exec {infd}<>"$fifo"

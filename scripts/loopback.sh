@@ -7,7 +7,7 @@ set -uo pipefail
 . "$(dirname "$0")/lib/common.sh"
 . "$VMC_REPO/scripts/lib/vm.sh"
 . "$VMC_REPO/scripts/lib/results.sh"
-cd "$VMC_REPO"
+cd "$VMC_REPO" || exit 1
 secs=${1:-3}
 
 command -v dotnet >/dev/null || die "the .NET 10 SDK is required (dotnet not on PATH)"
