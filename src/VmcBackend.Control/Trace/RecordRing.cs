@@ -41,8 +41,7 @@ public sealed class RecordRing
     {
         if (record.Length > Free)
         {
-            PendingLost++;
-            Interlocked.Increment(ref _lostTotal);
+            CountLost();
             return false;
         }
         int at = (int)(_tail & _mask);
@@ -51,6 +50,13 @@ public sealed class RecordRing
         record[first..].CopyTo(_data);
         Volatile.Write(ref _tail, _tail + record.Length);
         return true;
+    }
+
+    /// <summary>Producer: one record was dropped.</summary>
+    public void CountLost()
+    {
+        PendingLost++;
+        Interlocked.Increment(ref _lostTotal);
     }
 
     /// <summary>Producer: no more records will come.</summary>

@@ -80,7 +80,8 @@ public sealed class TraceRecorder : IEngineObserver
     {
         if (ring.PendingLost > 0)
         {
-            if (ring.Free < _lost.Length + record.Length) { ring.TryWrite(record); return; }   // counts it lost too
+            // A record goes in only behind the LOST record that reports the gap before it.
+            if (ring.Free < _lost.Length + record.Length) { ring.CountLost(); return; }
             TraceFormat.WriteRecordHeader(_lost, RecordType.Lost, 0, _encoder.Vm, 8, BinaryPrimitives.ReadInt64LittleEndian(record[8..]));
             BinaryPrimitives.WriteInt64LittleEndian(_lost.AsSpan(TraceFormat.RecordHeaderSize), ring.PendingLost);
             ring.PendingLost = 0;
