@@ -17,7 +17,7 @@ namespace VmcBackend.Control.Tests;
 internal sealed class LogCollector : ILogEventSink
 {
     public readonly ConcurrentQueue<(LogEventLevel Level, string Text)> Lines = new();
-    public void Emit(LogEvent e) => Lines.Enqueue((e.Level, e.RenderMessage()));
+    public void Emit(LogEvent e) => Lines.Enqueue((e.Level, e.RenderMessage().Replace("\"", "")));   // text as a person reads it: no quotes around strings
     public string[] AtLeast(LogEventLevel level) => Lines.Where(l => l.Level >= level).Select(l => l.Text).ToArray();
     public int Count(string text) => Lines.Count(l => l.Text.Contains(text, StringComparison.Ordinal));
 }

@@ -94,7 +94,7 @@ public sealed record VmLimitsStatus(int MaxMtu, int PoolSize, int MaxHmcs);
 public sealed record HmcStatus(
     int Index, bool Open, int Session, string HmcId, string Handler, uint? AttachedPid, BufferStatus Buffers, int OutboundQueued);
 
-/// <summary>Buffers of one HMC by owner: the partition's, the hypervisor's, and those delivered to the partition but not read yet.</summary>
+/// <summary>Buffers of one HMC by owner: the partition's (of which <c>Delivered</c> carry a message it has not read yet) and the hypervisor's.</summary>
 public sealed record BufferStatus(int Partition, int Hypervisor, int Delivered);
 
 /// <summary>Source-generated JSON (NativeAOT: no reflection).</summary>

@@ -155,14 +155,15 @@ internal sealed class AttachedHmc : IHmcSessionHandler
             while (true)
             {
                 var frame = await AttachFrames.ReadAsync(channel.Input, ct).ConfigureAwait(false);
-                if (frame is not { } f) return "the program closed its channel";
+                if (frame is not { } f) return "the program's channel closed: it detached, or its vmcctl ended";
                 if (f.Type != AttachFrameType.Message) return $"the program sent an attach frame of type {(byte)f.Type}, not a message";
                 await _inFlight.WaitAsync(ct).ConfigureAwait(false);
                 _vm.Post(engine => Send(engine, f.Payload));
             }
         }
         catch (InvalidDataException e) { return $"the program broke the attach framing: {e.Message}"; }
-        catch (OperationCanceledException) { return "stopped"; }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested) { return "stopped"; }
+        catch (OperationCanceledException) { return "the control client disconnected"; }
         catch (Exception e) when (e is IOException or ObjectDisposedException) { return "the control client disconnected"; }
     }
 }

@@ -43,7 +43,7 @@ internal static class StatusCommand
             {
                 string who = h.Handler == "attached" ? $"attached (vmcctl pid {h.AttachedPid})" : h.Handler;
                 string session = h.Open ? $"session {h.Session}, HMC ID \"{h.HmcId}\"" : "no session";
-                b.Append(c, $"  HMC {h.Index}: {session}, served by {who}; buffers: partition {h.Buffers.Partition}, hypervisor {h.Buffers.Hypervisor}, delivered unread {h.Buffers.Delivered}; {h.OutboundQueued} messages waiting\n");
+                b.Append(c, $"  HMC {h.Index}: {session}, served by {who}; buffers: partition {h.Buffers.Partition} ({h.Buffers.Delivered} of them delivered, unread), hypervisor {h.Buffers.Hypervisor}; {h.OutboundQueued} messages waiting\n");
             }
             if (vm.Counters.Count > 0)
                 b.Append("  counters: ").AppendJoin(", ", vm.Counters.Select(kv => $"{kv.Key} {kv.Value.ToString(c)}")).Append('\n');
