@@ -151,10 +151,23 @@ public sealed class TraceReader
         return true;
     }
 
+    /// <summary>A trace file for reading; a gzip-compressed one (as committed under tests/traces) is decompressed on the fly.</summary>
+    public static Stream OpenFile(string path)
+    {
+        var f = File.OpenRead(path);
+        if (f.ReadByte() == 0x1F && f.ReadByte() == 0x8B)
+        {
+            f.Position = 0;
+            return new BufferedStream(new System.IO.Compression.GZipStream(f, System.IO.Compression.CompressionMode.Decompress), 1 << 16);
+        }
+        f.Position = 0;
+        return new BufferedStream(f, 1 << 16);
+    }
+
     /// <summary>Every record of a trace file (checked to the end).</summary>
     public static (TraceHeader Header, List<TraceRecord> Records) ReadFile(string path)
     {
-        using var f = File.OpenRead(path);
+        using var f = OpenFile(path);
         var r = new TraceReader(f, path);
         var list = new List<TraceRecord>();
         while (r.TryRead(out var rec)) list.Add(rec);

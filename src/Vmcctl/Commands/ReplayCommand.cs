@@ -26,6 +26,7 @@ internal static class ReplayCommand
             }
             catch (TraceFormatException e) { return Exit.From(e); }
             catch (NotReplayableException e) { return Exit.Error($"{path} cannot be replayed: {e.Message}", Exit.Usage); }
+            catch (InvalidDataException e) { return Exit.Error($"{path} is a damaged gzip file: {e.Message}", Exit.Usage); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return Exit.Error($"cannot read {path}: {e.Message}", Exit.Usage); }
             int diverged = 0;
             foreach (var vm in results)

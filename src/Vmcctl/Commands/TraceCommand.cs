@@ -43,7 +43,7 @@ internal static class TraceCommand
     {
         try
         {
-            using var f = File.OpenRead(file);
+            using var f = TraceReader.OpenFile(file);
             var reader = new TraceReader(f, file);
             var text = new TraceText(reader.Header.ClockBaseNs);
             Console.Out.WriteLine($"# {file}: trace format {reader.Header.Version}, started {reader.Header.StartedAt:u}");
@@ -53,6 +53,7 @@ internal static class TraceCommand
         catch (TraceFormatException e) { return Exit.From(e); }
         catch (IOException e) { return Exit.Error($"cannot read {file}: {e.Message}", Exit.Usage); }
         catch (UnauthorizedAccessException e) { return Exit.Error($"cannot read {file}: {e.Message}", Exit.Usage); }
+        catch (InvalidDataException e) { return Exit.Error($"{file} is a damaged gzip file: {e.Message}", Exit.Usage); }
     }
 
     private static async Task<int> Follow(ControlClient client, string? vm, string? writePath, int? stopAfter, CancellationToken ct)
