@@ -134,6 +134,10 @@ public sealed class ControlServer : IDisposable
         {
             if (!_stop.IsCancellationRequested) _log.Warning("control client pid {Pid}: {Error}; connection closed", pid, e.Message);
         }
+        catch (Exception e)
+        {
+            _log.Error("control client pid {Pid}: internal error {Type}: {Error}; connection closed", pid, e.GetType().Name, e.Message);
+        }
         // The client is gone (or broke the protocol): its channels end with it.
         await mx.DisposeAsync().ConfigureAwait(false);
         try { await Task.WhenAll(channels).ConfigureAwait(false); }
@@ -180,7 +184,13 @@ public sealed class ControlServer : IDisposable
         if (request == null) return new(ControlResponse.Refused(ControlErrors.BadRequest, "not a JSON control request: null"));
         if (!_operations.TryGetValue(request.Op, out var op))
             return new(ControlResponse.Refused(ControlErrors.BadRequest, $"unknown operation \"{request.Op}\" (vmcd knows {string.Join(", ", _operations.Keys.Order())})") with { Id = request.Id });
-        var reply = await op(new ControlContext(request, _registry, pid, _stop.Token)).ConfigureAwait(false);
+        ControlReply reply;
+        try { reply = await op(new ControlContext(request, _registry, pid, _stop.Token)).ConfigureAwait(false); }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            _log.Error("control request {Op} of pid {Pid} failed: {Type}: {Error}", request.Op, pid, e.GetType().Name, e.Message);
+            reply = new(ControlResponse.Refused(ControlErrors.Unavailable, $"vmcd failed on this {request.Op} request ({e.Message}); see vmcd's log"));
+        }
         return reply with { Response = reply.Response with { Id = request.Id } };
     }
 
