@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using Nerdbank.Streams;
 using Serilog.Events;
@@ -45,6 +46,38 @@ public class ControlPlaneTests
     {
         using var rig = new ControlRig();
         Assert.That(File.GetUnixFileMode(rig.ControlPath), Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite));
+    }
+
+    [Test]
+    public async Task MalformedRequestsAreAnsweredAndAnEndlessLineClosesOnlyThatConnection()
+    {
+        using var rig = new ControlRig();
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        socket.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint(rig.ControlPath));
+        var stream = new System.Net.Sockets.NetworkStream(socket);
+        var greeting = new List<byte>();
+        for (int b; (b = stream.ReadByte()) != '\n';) greeting.Add((byte)b);
+        Assert.That(System.Text.Encoding.UTF8.GetString([.. greeting]), Is.EqualTo("vmcd-control 1 ok"));
+        await using var mx = MultiplexingStream.Create(stream, new MultiplexingStream.Options { ProtocolMajorVersion = 3 });
+        var ch = await mx.OfferChannelAsync("control");
+        async Task<ControlResponse> Ask(string line)
+        {
+            await LineChannel.WriteLineAsync(ch.Output, line);
+            return System.Text.Json.JsonSerializer.Deserialize(await LineChannel.ReadLineAsync(ch.Input) ?? "null", ControlJson.Default.ControlResponse)!;
+        }
+        var notJson = await Ask("status please");
+        Assert.That((notJson.Ok, notJson.Code), Is.EqualTo((false, ControlErrors.BadRequest)));
+        var unknown = await Ask("{\"op\":\"frobnicate\",\"id\":42}");
+        Assert.That((unknown.Ok, unknown.Code, unknown.Id), Is.EqualTo((false, ControlErrors.BadRequest, (long?)42)));
+        Assert.That(unknown.Error, Is.EqualTo("unknown operation \"frobnicate\" (vmcd knows attach, status, trace)"));
+        var noHmc = await Ask("{\"op\":\"attach\"}");
+        Assert.That(noHmc.Code, Is.EqualTo(ControlErrors.UnknownVm), "no VM is connected");
+        // A line that never ends: vmcd stops reading at 64 KiB and closes this connection, logged once.
+        ch.Output.Write(new byte[ControlProtocol.MaxLine + 10]);
+        await ch.Output.FlushAsync();
+        Assert.That(ControlRig.WaitFor(() => rig.Collector.Lines.Any(l => l.Level == LogEventLevel.Warning && l.Text.Contains("a line longer than 65536 bytes"))));
+        await using var other = await rig.Client();
+        Assert.That((await other.StatusAsync()).Vms, Is.Empty, "other clients are served");
     }
 
     [Test]
