@@ -16,6 +16,7 @@ if [ "${1:-}" = "--guest" ]; then
     work=$(mktemp -d /tmp/vmc-gbench.XXXXXX)
     trap 'vm_cleanup' EXIT
     vm_prepare
+    GUEST_APPEND=""     # no slub_debug/KFENCE: figures comparable with a guest booted without them
     vmcd_start "$work/vmcd.sock" "$work/vmcd.log"
     qemu_start "$work/vmcd.sock" "vmc.test=\"bench --mtu 4096 --count $count\"" "$work/console" 600
     wait "$QEMU_PID" 2>/dev/null || true

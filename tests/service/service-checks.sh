@@ -7,6 +7,7 @@
 #                                       QEMU=<binary> installs that QEMU (else scripts/build-qemu.sh's, cached)
 set -uo pipefail
 . "$(dirname "$0")/../../scripts/lib/common.sh"
+. "$VMC_REPO/scripts/lib/vm.sh"      # wait_until, wait_for_socket
 here="$VMC_REPO/tests/service"
 cd "$VMC_REPO" || exit 1
 
@@ -29,21 +30,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# until SECONDS CMD...: poll CMD every 20 ms until it succeeds (0) or SECONDS pass (1).
-until_true() {
-    local end=$(( $(date +%s%N) + ${1%.*} * 1000000000 )); shift
-    while ! "$@" 2>/dev/null; do
-        [ "$(date +%s%N)" -lt "$end" ] || return 1
-        sleep 0.02
-    done
-}
 lines() { wc -l <"$1" | tr -d ' '; }
 # stop_within SECONDS PID: SIGTERM PID (a child of this shell) and collect its exit code; a process
 # still running after SECONDS is killed and reported as exit 255.
 exited() { [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ] || ! kill -0 "$1" 2>/dev/null; }
 stop_within() {
     kill -TERM "$2" 2>/dev/null
-    if until_true "$1" exited "$2"; then wait "$2"; else kill -KILL "$2" 2>/dev/null; wait "$2" 2>/dev/null; return 255; fi
+    if wait_until "$1" "" exited "$2"; then wait "$2"; else kill -KILL "$2" 2>/dev/null; wait "$2" 2>/dev/null; return 255; fi
 }
 
 apt_ensure systemd util-linux python3 libvirt-clients libxml2-utils
@@ -91,7 +84,7 @@ run_briefly() {
     local name=$1; shift
     "$VMCD" --socket-path "$work/$name.sock" "$@" 2>"$work/$name.log" &
     local p=$!
-    until_true 5 test -S "$work/$name.sock"; local up=$?
+    wait_for_socket "$work/$name.sock" 5; local up=$?
     stop_within 5 $p; local rc=$?
     [ $up = 0 ] && [ $rc = 0 ]
 }
@@ -104,12 +97,12 @@ assert any(e["@mt"].startswith("vmcd listening on") and e.get("Where") for e in 
 PY
 exec 7>"$work/journal.log"
 JOURNAL_STREAM="$(stat -L -c '%d:%i' /proc/self/fd/7)" "$VMCD" --socket-path "$work/journal.sock" 2>&7 &
-p=$!; until_true 5 test -S "$work/journal.sock"; stop_within 5 $p; exec 7>&-
+p=$!; wait_for_socket "$work/journal.sock" 5; stop_within 5 $p; exec 7>&-
 check log/journald "lines are not '<6>INF ...' without a timestamp: $(head -1 "$work/journal.log")" \
     grep -qE '^<6>INF +vmcd listening on ' "$work/journal.log"
 exec 7>"$work/journal-json.log"
 JOURNAL_STREAM="$(stat -L -c '%d:%i' /proc/self/fd/7)" "$VMCD" --log-format json --socket-path "$work/journal-json.sock" 2>&7 &
-p=$!; until_true 5 test -S "$work/journal-json.sock"; stop_within 5 $p; exec 7>&-
+p=$!; wait_for_socket "$work/journal-json.sock" 5; stop_within 5 $p; exec 7>&-
 check log/journald-json "lines are not '<N>' + one JSON event: $(head -1 "$work/journal-json.log")" python3 - "$work/journal-json.log" <<'PY'
 import json, re, sys
 lines = open(sys.argv[1]).read().splitlines()
@@ -128,10 +121,10 @@ notify_case() {   # notify_case NAME ADDR
     local name=$1 addr=$2 sock="$work/$1.sock"
     $NOTIFY listen "$addr" 20 >"$work/$name.notify" &
     local listener=$!
-    until_true 20 grep -q listening "$work/$name.notify" || { fail "notify/$name" "the test's notify socket did not come up within 20 s"; return; }
+    wait_until 20 "" grep -qs listening "$work/$name.notify" || { fail "notify/$name" "the test's notify socket did not come up within 20 s"; return; }
     NOTIFY_SOCKET=$addr "$VMCD" --socket-path "$sock" 2>"$work/$name.log" &
     local p=$!
-    if ! until_true 5 grep -q 'READY=1' "$work/$name.notify"; then fail "notify/$name" "no READY=1 within 5 s"; kill $p $listener; wait $p $listener; return; fi
+    if ! wait_until 5 "" grep -qs 'READY=1' "$work/$name.notify"; then fail "notify/$name" "no READY=1 within 5 s"; kill $p $listener; wait $p $listener; return; fi
     [ -S "$sock" ] || { fail "notify/$name" "READY=1 before the socket existed"; kill $p $listener; wait $p $listener; return; }
     stop_within 5 $p; local rc=$?
     wait $listener; local lrc=$?
@@ -145,10 +138,10 @@ notify_case abstract "@vmcd-test-$$"
 asock="$work/activate.sock"
 $NOTIFY listen "@vmcd-activate-$$" 60 >"$work/activate.notify" &
 listener=$!
-until_true 20 grep -q listening "$work/activate.notify" || fail socket-activation/notify-listener "the test's notify socket did not come up within 20 s"
+wait_until 20 "" grep -qs listening "$work/activate.notify" || fail socket-activation/notify-listener "the test's notify socket did not come up within 20 s"
 systemd-socket-activate -l "$asock" -E NOTIFY_SOCKET="@vmcd-activate-$$" "$VMCD" --max-hmcs 2 >"$work/activate.log" 2>&1 &
 act=$!; pids+=("$act")
-if until_true 5 test -S "$asock" && "$FE" --socket "$asock" --seconds 2 --hmcs 2 >"$work/activate.fe" 2>&1; then
+if wait_for_socket "$asock" 5 && "$FE" --socket "$asock" --seconds 2 --hmcs 2 >"$work/activate.fe" 2>&1; then
     pass socket-activation/loopback "$(tail -1 "$work/activate.fe")"
 else
     fail socket-activation/loopback "$(tail -n 3 "$work/activate.fe" "$work/activate.log" | tr '\n' '|')"
@@ -169,7 +162,7 @@ os.dup2(s.fileno(), 7)          # dup2 leaves fd 7 inheritable
 os.execv(sys.argv[2], [sys.argv[2], "--fd", "7"])
 PY
 fdp=$!; pids+=("$fdp")
-if until_true 5 test -S "$work/fd.sock" && "$FE" --socket "$work/fd.sock" --seconds 1 >"$work/fd.fe" 2>&1 \
+if wait_for_socket "$work/fd.sock" 5 && "$FE" --socket "$work/fd.sock" --seconds 1 >"$work/fd.fe" 2>&1 \
         && grep -q 'vmcd listening on fd 7' "$work/fd.log"; then pass fd/loopback "$(tail -1 "$work/fd.fe")"
 else fail fd/loopback "$(tail -n 2 "$work/fd.fe" "$work/fd.log" | tr '\n' '|')"; fi
 stop_within 5 "$fdp"; rc=$?
@@ -181,7 +174,7 @@ peer_case() {   # peer_case NAME EXPECT(served|refused) SETPRIV-ARGS -- VMCD-ARG
     local sock="$work/peer-$name.sock"
     systemd-socket-activate -l "$sock" "$VMCD" "$@" >"$work/peer-$name.log" 2>&1 &
     local a=$!
-    until_true 5 test -S "$sock"; chmod 0666 "$sock"    # the file mode is not what this checks
+    wait_for_socket "$sock" 5; chmod 0666 "$sock"    # the file mode is not what this checks
     # shellcheck disable=SC2086
     timeout 60 setpriv $priv "$FE" --socket "$sock" --seconds 1 >"$work/peer-$name.fe" 2>&1; local rc=$?
     stop_within 5 $a
