@@ -4,6 +4,7 @@ using VmcBackend.Engine.Backend;
 using VmcBackend.Engine.Buffers;
 using VmcBackend.Engine.Handshake;
 using VmcBackend.Engine.Memory;
+using VmcBackend.Engine.Observe;
 using VmcBackend.Engine.Output;
 using VmcBackend.Engine.Rdma;
 using VmcBackend.Engine.Router;
@@ -35,6 +36,8 @@ public sealed class VmcEngine : IVmcBackend
     private readonly BufferPool[] _pools;
     private readonly HmcSession[] _sessions;
     private readonly RdmaService _rdma;
+    private readonly ObserverSlot _observer = new();
+    private ObservedMemory? _observedMemory;
     private uint _queueEntries;
 
     /// <summary>Validates <paramref name="limits"/> once and returns the factory the transport
@@ -50,9 +53,10 @@ public sealed class VmcEngine : IVmcBackend
     internal VmcEngine(VmcLimits limits, IVmcFrontEnd frontEnd, ILogger? log, Func<int, IHmcSessionHandler>? handlers, TimeProvider? time)
     {
         Limits = limits;
+        Time = time ?? TimeProvider.System;
         _frontEnd = frontEnd;
         _log = log ?? Serilog.Core.Logger.None;
-        _output = new EntryOutput(frontEnd, limits.OutputBacklog, Counters, _log);
+        _output = new EntryOutput(frontEnd, limits.OutputBacklog, Counters, _log, _observer);
         _send = new HypervisorMessages(_output);
         _window = new RemoteWindow(limits.MaxHmcs, limits.PoolSize, limits.MaxMtu);
         handlers ??= _ => new HmcCommandRouter(_log);
@@ -61,13 +65,15 @@ public sealed class VmcEngine : IVmcBackend
         for (int i = 0; i < limits.MaxHmcs; i++)
         {
             _pools[i] = new BufferPool(limits.PoolSize);
-            _sessions[i] = new HmcSession(i, limits, _pools[i], _window, _send, Counters, _log, time ?? TimeProvider.System, handlers(i));
+            _sessions[i] = new HmcSession(i, limits, _pools[i], _window, _send, Counters, _log, Time, handlers(i), _observer);
         }
         _rdma = new RdmaService(_window, _pools);
         Config = new VmcBackendConfig(limits.DrcIndex, limits.MaxMtu, limits.PoolSize, limits.MaxHmcs, MaxRdmaSegments, _window.Size);
     }
 
     public VmcLimits Limits { get; }
+    /// <summary>The clock of the engine's timed retries.</summary>
+    public TimeProvider Time { get; }
     public VmcBackendConfig Config { get; }
     public ulong Features => 0;
     public EngineCounters Counters { get; } = new();
@@ -91,6 +97,16 @@ public sealed class VmcEngine : IVmcBackend
         }
     }
 
+    /// <summary>
+    /// Who sees everything crossing this engine (<see cref="IEngineObserver"/>), or null (the
+    /// default: the engine then pays one null check per point). Set it on the engine's thread, between calls.
+    /// </summary>
+    public IEngineObserver? Observer
+    {
+        get => _observer.Current;
+        set => _observer.Current = value;
+    }
+
     /// <summary>A read-only view of HMC index <paramref name="index"/>.</summary>
     public HmcSessionInfo Session(int index) => _sessions[index].Info();
 
@@ -100,6 +116,15 @@ public sealed class VmcEngine : IVmcBackend
     // ---------------------------------------------------------------- the seam
 
     public HcallReturn RegisterQueue(uint entries, bool reconnect)
+    {
+        if (_observer.Current is not { } o) return RegisterQueueCore(entries, reconnect);
+        o.QueueRegistering(entries, reconnect);
+        var rc = RegisterQueueCore(entries, reconnect);
+        o.Returned(rc, 0);
+        return rc;
+    }
+
+    private HcallReturn RegisterQueueCore(uint entries, bool reconnect)
     {
         if (_output.Failed) return HcallReturn.Hardware;
         if (entries == 0) return HcallReturn.Parameter;
@@ -114,20 +139,28 @@ public sealed class VmcEngine : IVmcBackend
 
     public HcallReturn FreeQueue()
     {
-        if (_output.Failed) return HcallReturn.Hardware;
-        if (_handshake.IsRegistered) _log.Information("guest CRQ freed");
-        DropQueue("queue freed");
-        return HcallReturn.Success;
+        _observer.Current?.QueueFreeing();
+        var rc = HcallReturn.Success;
+        if (_output.Failed) rc = HcallReturn.Hardware;
+        else
+        {
+            if (_handshake.IsRegistered) _log.Information("guest CRQ freed");
+            DropQueue("queue freed");
+        }
+        _observer.Current?.Returned(rc, 0);
+        return rc;
     }
 
     public void Reset()
     {
+        _observer.Current?.ResetRequested();
         _log.Information("device reset");
         DropQueue("device reset");
     }
 
     public void SubmitEntry(ReadOnlySpan<byte> entry)
     {
+        _observer.Current?.EntryReceived(entry);
         if (_output.Failed) return;
         if (entry.Length != CrqEntry.Size) { Drop("entry of {Length} bytes", entry.Length); return; }
         Counters.EntriesReceived++;
@@ -143,8 +176,19 @@ public sealed class VmcEngine : IVmcBackend
 
     public HcallReturn CopyRdma(RdmaDirection direction, ulong remoteIoba, ulong length, ReadOnlySpan<GuestSegment> local)
     {
+        if (_observer.Current is not { } o) return CopyRdmaCore(_frontEnd.Memory, direction, remoteIoba, length, local);
+        o.RdmaRequested(direction, remoteIoba, length, local);
+        if (_observedMemory is not { } m || m.Observer != o || m.Inner != _frontEnd.Memory)
+            _observedMemory = m = new ObservedMemory(_frontEnd.Memory, o);
+        var rc = CopyRdmaCore(m, direction, remoteIoba, length, local);
+        o.Returned(rc, 0);
+        return rc;
+    }
+
+    private HcallReturn CopyRdmaCore(IGuestMemory memory, RdmaDirection direction, ulong remoteIoba, ulong length, ReadOnlySpan<GuestSegment> local)
+    {
         if (_output.Failed) return HcallReturn.Hardware;
-        var rc = _rdma.Copy(_frontEnd.Memory, direction, remoteIoba, length, local);
+        var rc = _rdma.Copy(memory, direction, remoteIoba, length, local);
         if (rc == HcallReturn.Success) { Counters.RdmaCopies++; Counters.RdmaBytes += (long)length; }
         else
         {
@@ -157,18 +201,46 @@ public sealed class VmcEngine : IVmcBackend
 
     public HcallReturn RequestVmc(out uint drcIndex)
     {
+        _observer.Current?.VmcRequested();
         drcIndex = Limits.DrcIndex;
-        return _output.Failed ? HcallReturn.Hardware : HcallReturn.Success;
+        var rc = _output.Failed ? HcallReturn.Hardware : HcallReturn.Success;
+        _observer.Current?.Returned(rc, drcIndex);
+        return rc;
     }
 
     public void Poll()
     {
+        _observer.Current?.Polling();
         if (_output.Failed) return;
         foreach (var s in _sessions) s.Poll();
         EndCall(0);
     }
 
     // ---------------------------------------------------------------- host-side operations
+
+    /// <summary>
+    /// Makes <paramref name="handler"/> serve HMC index <paramref name="hmcIndex"/> from now on and
+    /// returns the one it replaces; the guest's session is not touched. If a session is open, the
+    /// replaced handler is told it closed and the new one that it opened (with the session's HMC
+    /// ID), so each handler sees whole sessions. On the engine's thread, between calls.
+    /// </summary>
+    public IHmcSessionHandler SetHandler(int hmcIndex, IHmcSessionHandler handler)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)hmcIndex, (uint)_sessions.Length, nameof(hmcIndex));
+        var previous = _sessions[hmcIndex].SetHandler(handler);
+        EndCall(0);
+        return previous;
+    }
+
+    /// <summary>
+    /// Runs host-side work (a control-plane request: an attached HMC sending, say) as one call into
+    /// the engine: what it sends reaches the front-end when it returns. On the engine's thread.
+    /// </summary>
+    public void HostCall(Action work)
+    {
+        work();
+        EndCall(0);
+    }
 
     /// <summary>Asks the partition to give back one free buffer of an HMC for good (REM_BUF).
     /// False when not ready, no such index, or it could take the partition's last buffer.</summary>

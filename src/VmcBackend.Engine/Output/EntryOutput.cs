@@ -1,5 +1,6 @@
 using Serilog;
 using VmcBackend.Engine.Backend;
+using VmcBackend.Engine.Observe;
 using VmcBackend.Wire.Crq;
 
 namespace VmcBackend.Engine.Output;
@@ -16,13 +17,15 @@ internal sealed class EntryOutput
     private readonly IVmcFrontEnd _frontEnd;
     private readonly ILogger _log;
     private readonly EngineCounters _counters;
+    private readonly ObserverSlot _observer;
     private readonly byte[] _backlog;        // ring of 16-byte entries
     private readonly int _capacity;
     private int _head, _count;
     private bool _appended;
 
-    public EntryOutput(IVmcFrontEnd frontEnd, int backlogCapacity, EngineCounters counters, ILogger log)
+    public EntryOutput(IVmcFrontEnd frontEnd, int backlogCapacity, EngineCounters counters, ILogger log, ObserverSlot observer)
     {
+        _observer = observer;
         _frontEnd = frontEnd;
         _log = log;
         _counters = counters;
@@ -45,6 +48,7 @@ internal sealed class EntryOutput
     public void Post(ReadOnlySpan<byte> entry)
     {
         if (Failed) return;
+        _observer.Current?.EntryPosted(entry[..CrqEntry.Size]);
         if (_count == 0 && _frontEnd.TryPostEntry(entry))
         {
             _appended = true;
@@ -88,6 +92,7 @@ internal sealed class EntryOutput
         Failed = true;
         _head = _count = 0;
         _log.Error("VMC channel failed ({Reason}): {Text}", reason, text);
+        _observer.Current?.ChannelFailed(reason, text);
         _frontEnd.Fail(reason, text);
     }
 }
