@@ -292,6 +292,9 @@ public class ControlPlaneTests
         using var rig = new ControlRig();
         await using var c = await rig.Client();
         var channel = await c.TraceAsync();
+        // Following starts before the answer: a VM that connects from now on is traced from its start
+        // (it used to start only once vmcd saw the channel accepted, and this test lost that race under load).
+        Assert.That((await c.StatusAsync()).Vmcd.TraceReaders, Is.EqualTo(1), "the reader follows once TraceAsync returns");
         var records = new List<TraceRecord>();
         TraceHeader header = default;
         var reading = Task.Run(() =>

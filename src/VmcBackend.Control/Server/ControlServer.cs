@@ -125,7 +125,12 @@ public sealed class ControlServer : IDisposable
                 var (response, serve) = await Handle(line, pid).ConfigureAwait(false);
                 string? name = serve != null ? $"{response.Channel}.{++next}" : null;
                 if (name != null) response = response with { Channel = name };
-                await LineChannel.WriteLineAsync(control.Output, JsonSerializer.Serialize(response, ControlJson.Default.ControlResponse), _stop.Token).ConfigureAwait(false);
+                try { await LineChannel.WriteLineAsync(control.Output, JsonSerializer.Serialize(response, ControlJson.Default.ControlResponse), _stop.Token).ConfigureAwait(false); }
+                catch when (serve != null)
+                {
+                    await serve(null, CancellationToken.None).ConfigureAwait(false);   // the answer never went out: undo what the operation set up
+                    throw;
+                }
                 if (name != null) channels.Add(OfferAndServe(mx, name, serve!, pid));
             }
         }
@@ -225,10 +230,12 @@ public sealed class ControlServer : IDisposable
         if (c.Request.Vm != null && (only = c.Registry.Find(c.Request.Vm, out string? error)) == null)
             return Task.FromResult(new ControlReply(ControlResponse.Refused(ControlErrors.UnknownVm, error!)));
         var trace = new TraceSubscription();
+        // Followed before the answer goes out: a VM that connects once the client has its answer is
+        // traced from its start (the rings hold its records until the channel is accepted).
+        c.Registry.Follow(trace, only);
         return Task.FromResult(new ControlReply(new ControlResponse { Ok = true, Channel = "trace" }, async (channel, ct) =>
         {
-            if (channel == null) return;
-            c.Registry.Follow(trace, only);
+            if (channel == null) { c.Registry.Unfollow(trace); return; }
             _log.Information("trace started for vmcctl pid {Pid}: {What}", c.ClientPid, only?.Name ?? "every VM");
             try { await trace.PumpAsync(channel, ct).ConfigureAwait(false); }
             catch (Exception e) when (e is OperationCanceledException or IOException or ObjectDisposedException) { }

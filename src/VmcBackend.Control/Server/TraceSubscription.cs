@@ -18,6 +18,7 @@ internal sealed class TraceSubscription(int ringBytes = TraceSubscription.Defaul
     private const int Chunk = 256 * 1024;
     private readonly Lock _lock = new();
     private readonly Dictionary<HostedVm, RecordRing> _rings = [];
+    private readonly long _startNs = TraceFormat.NowNs(), _startWallNs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1_000_000;
     private bool _closed;
     private long _lostEnded;
 
@@ -58,7 +59,7 @@ internal sealed class TraceSubscription(int ringBytes = TraceSubscription.Defaul
     {
         var output = channel.Output;
         var header = new byte[TraceFormat.FileHeaderSize];
-        TraceFormat.WriteFileHeader(header, TraceFormat.NowNs(), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1_000_000);
+        TraceFormat.WriteFileHeader(header, _startNs, _startWallNs);   // the time the reader began to follow
         output.Write(header);
         await output.FlushAsync(ct).ConfigureAwait(false);
         var lost = new byte[TraceFormat.RecordHeaderSize + 8];
