@@ -427,6 +427,7 @@ svg .arr{stroke:#333;stroke-width:1.3} svg .arr.hcall{stroke:#2c5aa0;stroke-dash
 svg .lbl{font:11.5px ui-monospace,"DejaVu Sans Mono",monospace;fill:#1d2330} svg .lbl.bad{fill:#c0392b} svg .lbl.hcall{fill:#2c5aa0}
 svg .note{fill:#eef2f8;stroke:#b8c4d8} svg .note.warn{fill:#fff3d6;stroke:#e0b050} svg .note.bad{fill:#fde3e0;stroke:#c0392b}
 svg .note.fault{fill:#ffe2c4;stroke:#d9771a} svg .more{font:italic 12px system-ui,"DejaVu Sans",sans-serif;fill:#555}
+.cols{display:flex;gap:28px;flex-wrap:wrap;align-items:flex-start}
 details{margin:4px 0 10px} summary{cursor:pointer;color:#2c5aa0}
 """
 
@@ -516,11 +517,12 @@ def render(results, traces, fault_files, known_bugs, max_rows=MAX_ROWS, title_no
                     reached[s].append(t.scenario)
             if fr:
                 fault_recs[t.scenario] += fr
+        p.append('<div class="cols"><div>')
         p.append('<h3>CRQ message types exercised</h3>')
         if not gtr:
             p.append('<p>No trace was recorded for this kernel (run with <code>--report</code>).</p>')
         else:
-            p.append('<p class="sub">Counted over %d traces (%d records). guest&rarr;hv: entries the driver sent (H_SEND_CRQ); hv&rarr;guest: entries vmcd posted.</p>' % (
+            p.append('<p class="sub">Counted over %d trace(s) (%d records). guest&rarr;hv: entries the driver sent (H_SEND_CRQ); hv&rarr;guest: entries vmcd posted.</p>' % (
                 len(gtr), sum(len(t.records) for t in gtr)))
             p.append('<table><tr><th>message type</th><th>guest&rarr;hv</th><th>hv&rarr;guest</th></tr>')
             keys = [x for x in MSG_ORDER] + sorted(x for x in msgs if x not in MSG_ORDER)
@@ -532,12 +534,13 @@ def render(results, traces, fault_files, known_bugs, max_rows=MAX_ROWS, title_no
             for (name, rc), n in sorted(hcalls.items()):
                 p.append('<tr><td>%s</td><td>%s</td><td class="n">%d</td></tr>' % (esc(name), esc(rc), n))
             p.append('</table>')
+        p.append('</div><div>')
         p.append('<h3>Adapter and session states reached</h3><table><tr><th>state</th><th>reached</th><th>in scenarios</th></tr>')
         for key, desc in STATES:
             sc = reached.get(key, [])
             p.append('<tr><td>%s</td><td class="%s">%s</td><td>%s</td></tr>' % (
                 esc(desc), "yes" if sc else "no", "yes" if sc else "no", esc(", ".join(sc))))
-        p.append('</table>')
+        p.append('</table></div></div>')
 
         # faults and traps
         p.append('<h3>Faults injected and the driver\'s reaction</h3>')
