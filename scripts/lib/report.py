@@ -170,6 +170,7 @@ STATES = [
 ]
 KNOWN_TYPES = {"SUBMIT", "POST", "REG_CRQ", "FREE_CRQ", "COPY_RDMA", "REQUEST_VMC", "RESET", "POLL", "RESULT",
                "MEMORY", "MESSAGE", "FAILED", "TIME", "VM_START", "VM_END", "ATTACH", "DETACH", "HOST_SEND", "LOST"}
+INPUTS = {"SUBMIT", "REG_CRQ", "FREE_CRQ", "COPY_RDMA", "REQUEST_VMC", "RESET", "POLL", "ATTACH", "DETACH", "HOST_SEND"}
 HCALLS = {"REG_CRQ": "H_REG_CRQ", "FREE_CRQ": "H_FREE_CRQ", "COPY_RDMA": "H_COPY_RDMA", "REQUEST_VMC": "H_REQUEST_VMC"}
 MSG_ORDER = ["INIT", "INIT_RESP", "CAP", "CAP_RESP", "OPEN", "OPEN_RESP", "CLOSE", "CLOSE_RESP", "ADD_BUF",
              "ADD_BUF_RESP", "REM_BUF", "REM_BUF_RESP", "SIGNAL", "TRANSPORT_EVENT"]
@@ -219,19 +220,23 @@ def analyse(records):
         if t in ("MEMORY", "TIME", "MESSAGE"):
             continue   # within an hcall's group, before its RESULT
         if t == "RESULT" and pending is not None:
-            name = HCALLS[pending["type"]]
-            if pending["type"] == "COPY_RDMA":
-                name += " " + pending.get("direction", "")
+            p_ = pending
+            pending = None
+            name = HCALLS[p_["type"]]
+            if p_["type"] == "COPY_RDMA":
+                name += " " + p_.get("direction", "")
             hcalls[(name, r.get("rc_name", "?"))] += 1
             if r.get("rc", 0) != 0:
                 st.add("hcall-error")
-            elif pending["type"] == "REG_CRQ":
-                st.add("crq-reconnect" if pending.get("reconnect") else "crq-registered")
-            elif pending["type"] == "REQUEST_VMC":
+            elif p_["type"] == "REG_CRQ":
+                st.add("crq-reconnect" if p_.get("reconnect") else "crq-registered")
+            elif p_["type"] == "REQUEST_VMC":
                 st.add("drc")
-            elif pending["type"] == "FREE_CRQ":
+            elif p_["type"] == "FREE_CRQ":
                 st.add("free-crq")
-        pending = None
+            continue
+        if t in INPUTS:
+            pending = None   # the next input: an hcall without a RESULT stays uncounted
         if t == "RESET":
             st.add("reset")
         elif t == "ATTACH":
@@ -291,7 +296,7 @@ def diagram_rows(records):
     rows = []
     vms = {r.get("vm") for r in records if r.get("type") == "VM_START"}
     multi = len(vms) > 1
-    pending = None
+    pending = open_row = None
 
     def add(row, vm):
         if multi and vm:
@@ -310,8 +315,12 @@ def diagram_rows(records):
         if t in ("MEMORY", "TIME", "MESSAGE", "POLL"):
             continue   # not CRQ traffic (an H_COPY_RDMA's memory accesses come before its RESULT)
         if pending is not None and t != "RESULT":
+            # drawn now; an output of its group (REG_CRQ's INIT) comes before its RESULT
             add(pending, vm)
+            open_row = pending if t not in INPUTS else None
             pending = None
+        elif t in INPUTS:
+            open_row = None
         if t in ("SUBMIT", "POST"):
             kind = "g2h" if t == "SUBMIT" else "h2g"
             m = r.get("msg", "?")
@@ -327,14 +336,16 @@ def diagram_rows(records):
                 lab = "H_COPY_RDMA %s %s bytes" % (r.get("direction"), r.get("length"))
             pending = Row("g2h", ts, lab, "hcall", None)
         elif t == "RESULT":
-            if pending is not None:
-                pending.label += " = " + r.get("rc_name", "?")
+            if pending is not None or open_row is not None:
+                row = pending or open_row
+                row.label += " = " + r.get("rc_name", "?")
                 if r.get("rc", 0) != 0:
-                    pending.cls = "bad"
-                elif pending.label.startswith("H_COPY_RDMA"):
-                    pending.key = ("rdma", pending.label)
-                add(pending, vm)
-                pending = None
+                    row.cls = "bad"
+                elif pending is not None and row.label.startswith("H_COPY_RDMA"):
+                    row.key = ("rdma", row.label)
+                if pending is not None:
+                    add(pending, vm)
+                pending = open_row = None
             elif r.get("rc", 0) != 0:
                 add(Row("h2g", ts, "= " + r.get("rc_name", "?"), "bad"), vm)
         elif t == "VM_START":
@@ -427,7 +438,7 @@ svg .arr{stroke:#333;stroke-width:1.3} svg .arr.hcall{stroke:#2c5aa0;stroke-dash
 svg .lbl{font:11.5px ui-monospace,"DejaVu Sans Mono",monospace;fill:#1d2330} svg .lbl.bad{fill:#c0392b} svg .lbl.hcall{fill:#2c5aa0}
 svg .note{fill:#eef2f8;stroke:#b8c4d8} svg .note.warn{fill:#fff3d6;stroke:#e0b050} svg .note.bad{fill:#fde3e0;stroke:#c0392b}
 svg .note.fault{fill:#ffe2c4;stroke:#d9771a} svg .more{font:italic 12px system-ui,"DejaVu Sans",sans-serif;fill:#555}
-.cols{display:flex;gap:28px;flex-wrap:wrap;align-items:flex-start}
+.cols{display:flex;gap:28px;align-items:flex-start}.cols>div{flex:1 1 0;min-width:0}
 details{margin:4px 0 10px} summary{cursor:pointer;color:#2c5aa0}
 """
 

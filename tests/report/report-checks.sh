@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The conformance report (scripts/boot-test.sh --report DIR; scripts/lib/report.py), checked three ways:
+# The conformance report (scripts/boot-test.sh --report DIR; scripts/lib/report.py): its unit tests
+# (tests/report/test_report.py), then the page checked three ways:
 #   1. from committed inputs: the real-driver traces of tests/traces (vmcctl trace --read --json)
 #      with result lines that have a fault scenario and an XFAIL, plus a fault record: every
 #      section, a diagram per scenario, the fault and the trap are in the page;
@@ -39,6 +40,13 @@ if missing:
 print("%d bytes, %d diagrams" % (len(page), page.count("<svg")))
 PY
 }
+
+# 0. report.py's own unit tests (hand-made record groups)
+if out=$(cd "$VMC_REPO" && python3 -m unittest tests/report/test_report.py 2>&1); then
+    result PASS "report/unit-tests" "$(grep -E '^Ran ' <<<"$out")"
+else
+    result FAIL "report/unit-tests" "$(grep -E '^(FAIL|ERROR|Ran)' <<<"$out" | tr '\n' ' ')"
+fi
 
 # 1. committed inputs
 in1="$work/committed"; mkdir -p "$in1"
