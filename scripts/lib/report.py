@@ -11,9 +11,10 @@ scripts, fonts or anything fetched), per kernel and driver:
     reaction, and the driver traps that fired (XFAIL lines);
   - per scenario a sequence diagram of its CRQ traffic (guest/driver and hypervisor/vmcd lifelines).
 
-Inputs (scripts/lib/report.sh makes them): DIR/results.txt, DIR/vmcd-traces/STEM.N.jsonl (the
-records of `vmcctl trace --read FILE --json`) with STEM.N.meta (kernel, driver, vmcd options), and
-DIR/traces/*.jsonl (fault scenarios' own recordings, used when vmcd-traces has none for a scenario).
+Inputs (scripts/lib/report.sh makes them), in each run: DIR/runs/RUN/ (and DIR itself):
+results.txt, vmcd-traces/STEM.N.jsonl (the records of `vmcctl trace --read FILE --json`) with
+STEM.N.meta (kernel, driver, vmcd options), and traces/*.jsonl (fault scenarios' own recordings,
+used when vmcd-traces has none for a scenario). A result line's driver is its run's for its kernel.
 
     report.py --dir DIR [--faults-dir D] [--known-bugs FILE] [--out FILE] [--max-rows N]
     report.py --jsonl FILE... --kernel K --scenario S --out FILE   (a report of given traces only)
@@ -92,6 +93,21 @@ class Trace:
     def __init__(self, path, kernel, driver, scenario, label, records):
         self.path, self.kernel, self.driver, self.scenario, self.label = path, kernel, driver, scenario, label
         self.records = records
+
+
+def find_runs(d):
+    """The runs of a report directory: DIR itself and DIR/runs/* (scripts/lib/report.sh keeps one
+    per kernels and driver, so a stock run and a --driver-src run make one report). Returns
+    (results as (verdict, name, message, driver), traces)."""
+    results, traces = [], []
+    for run in [d] + sorted(glob.glob(os.path.join(d, "runs", "*"))):
+        res = read_results(os.path.join(run, "results.txt"))
+        kernels = {split_name(n)[0] for _, n, _ in res}
+        tr = find_traces(run, kernels)
+        driver = {t.kernel: t.driver for t in tr}
+        results += [(v, n, m, driver.get(split_name(n)[0], "stock")) for v, n, m in res]
+        traces += tr
+    return results, traces
 
 
 def find_traces(d, kernels):
@@ -457,8 +473,8 @@ def scenario_anchor(kernel, driver, sc):
 
 def render(results, traces, fault_files, known_bugs, max_rows=MAX_ROWS, title_note=""):
     kernels = []
-    for _, name, _ in results:
-        k = split_name(name)[0]
+    for r in results:
+        k = split_name(r[1])[0]
         if k and k not in kernels and k != "report":
             kernels.append(k)
     for t in traces:
@@ -468,12 +484,15 @@ def render(results, traces, fault_files, known_bugs, max_rows=MAX_ROWS, title_no
     for t in traces:
         if t.driver not in drivers[t.kernel]:
             drivers[t.kernel].append(t.driver)
+    for r in results:
+        if r[3] not in drivers[split_name(r[1])[0]]:
+            drivers[split_name(r[1])[0]].append(r[3])
     groups = []
     for k in kernels:
         for d in drivers.get(k) or ["stock"]:
             groups.append((k, d))
 
-    total = collections.Counter(v for v, _, _ in results)
+    total = collections.Counter(r[0] for r in results)
     p = ['<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>VmcBackend conformance report</title>',
          '<style>%s</style></head><body>' % CSS]
     p.append('<h1>VmcBackend conformance report</h1>')
@@ -489,7 +508,7 @@ def render(results, traces, fault_files, known_bugs, max_rows=MAX_ROWS, title_no
     p.append('</ul>')
 
     for k, d in groups:
-        gres = [(v, n, m) for v, n, m in results if split_name(n)[0] == k]
+        gres = [(v, n, m) for v, n, m, dr in results if split_name(n)[0] == k and dr == d]
         gtr = [t for t in traces if t.kernel == k and t.driver == d]
         scen = []
         for _, n, _ in gres:
@@ -607,15 +626,15 @@ def main(argv):
     ap.add_argument("--jsonl", nargs="*", default=[], help="traces (vmcctl trace --read FILE --json) instead of --dir")
     ap.add_argument("--kernel", default="?", help="with --jsonl: the kernel label")
     ap.add_argument("--scenario", help="with --jsonl: the scenario (default: from the file name)")
-    ap.add_argument("--results", help="result lines (default DIR/results.txt)")
+    ap.add_argument("--results", help="with --jsonl: result lines")
     ap.add_argument("--faults-dir")
     ap.add_argument("--known-bugs")
     ap.add_argument("--max-rows", type=int, default=MAX_ROWS)
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    results = read_results(a.results or (os.path.join(a.dir, "results.txt") if a.dir else None))
-    kernels = {split_name(n)[0] for _, n, _ in results}
-    traces = find_traces(a.dir, kernels) if a.dir else []
+    results, traces = find_runs(a.dir) if a.dir and not a.results else ([], [])
+    if a.results:
+        results = [(v, n, m, "stock") for v, n, m in read_results(a.results)]
     for j in a.jsonl:
         stem = re.sub(r"(\.vmctrace)?(\.gz)?\.jsonl$", "", os.path.basename(j))
         sc = a.scenario or (stem[len(a.kernel) + 1:] if stem.startswith(a.kernel + "-") else stem)

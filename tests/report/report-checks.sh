@@ -113,7 +113,7 @@ log "scripts/boot-test.sh --kernel 6.1 --report $rep basic"
 nice "$VMC_REPO/scripts/boot-test.sh" --kernel 6.1 --report "$rep" basic >"$work/boot-test.log" 2>&1; rc=$?
 if [ "$rc" -eq 0 ] && grep -q '^PASS: report/written' "$work/boot-test.log" && why=$(check_page "$rep/report.html" basic) \
     && python3 -c 'import sys, xml.etree.ElementTree as E; s = E.parse(sys.argv[1]).getroot()[0]; n = int(s.get("tests")); assert n > 10 and s.get("failures") == "0", n; print(n, "testcases")' "$rep/junit.xml" >"$work/junit.check" 2>&1; then
-    result PASS "report/boot-test-writes-report" "$why; junit.xml $(cat "$work/junit.check"); $(ls "$rep"/vmcd-traces/*.vmctrace | wc -l) trace(s)"
+    result PASS "report/boot-test-writes-report" "$why; junit.xml $(cat "$work/junit.check"); $(ls "$rep"/runs/*/vmcd-traces/*.vmctrace | wc -l) trace(s) in $(cd "$rep/runs" && echo *)"
 else
     result FAIL "report/boot-test-writes-report" "boot-test exit $rc; ${why:-} $(cat "$work/junit.check" 2>/dev/null) (log $work/boot-test.log)"
 fi
