@@ -51,6 +51,7 @@ done
 if [ -n "$report_dir" ]; then
     mkdir -p "$report_dir" || die "--report $report_dir: cannot create the directory"
     report_dir=$(cd "$report_dir" && pwd); VM_REPORT_DIR=$report_dir; junit=${junit:-$report_dir/junit.xml}
+    rm -rf "$report_dir/vmcd-traces"   # what a run that died left behind (report.sh moves a run's traces)
 fi
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-180}
 HOSTILE_COUNT=${HOSTILE_COUNT:-1000000} HOSTILE_TIMEOUT=${HOSTILE_TIMEOUT:-900}
