@@ -11,6 +11,8 @@
 #     --driver-src DIR          your ibmvmc.c/ibmvmc.h, built against each kernel's headers
 #     --kernel-image FILE [--modules-dir DIR]   your own ppc64le kernel (see build-guest.sh)
 #     --junit FILE              also write the results as JUnit XML
+#     --report DIR              DIR/report.html (self-contained conformance report: CRQ traffic both
+#                               ways, states, faults, a sequence diagram per scenario) and DIR/junit.xml
 #   BOOT_TIMEOUT=seconds per boot (180); HOSTILE_COUNT=random CRQ entries (1000000),
 #   HOSTILE_TIMEOUT=seconds for the hostile guest (900); TRACE_DIR=directory: keep the traces the
 #   trace and attach scenarios record (KERNEL-SCENARIO.vmctrace)
@@ -23,13 +25,15 @@ set -uo pipefail
 . "$VMC_REPO/scripts/lib/results.sh"
 
 kernels="" guest_opts=() junit="" scenarios=()
+report_dir=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --kernel) kernels+=" ${2:?--kernel needs 6.1 or 6.12}"; shift ;;
         --driver-src|--modules-dir) guest_opts+=("$1" "${2:?$1 needs a directory}"); shift ;;
         --kernel-image) guest_opts+=("$1" "${2:?$1 needs a file}"); kernels=image; shift ;;
         --junit) junit=${2:?--junit needs a file}; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --report) report_dir=${2:?--report needs a directory}; shift ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         -*) die "unknown option $1 (try --help)" ;;
         *) scenarios+=("$1") ;;
     esac
@@ -43,6 +47,12 @@ for sc in "${scenarios[@]}"; do
     [[ " $ALL " == *" $sc "* ]] || die "unknown scenario $sc ($ALL)"
 done
 
+# --report: every vmcd is traced (vm.sh's vmcd_start); the report is written at the end
+if [ -n "$report_dir" ]; then
+    mkdir -p "$report_dir" || die "--report $report_dir: cannot create the directory"
+    report_dir=$(cd "$report_dir" && pwd); VM_REPORT_DIR=$report_dir; junit=${junit:-$report_dir/junit.xml}
+    rm -rf "$report_dir/vmcd-traces"   # what a run that died left behind (report.sh moves a run's traces)
+fi
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-180}
 HOSTILE_COUNT=${HOSTILE_COUNT:-1000000} HOSTILE_TIMEOUT=${HOSTILE_TIMEOUT:-900}
 KNOWN_BUGS="$VMC_REPO/tests/guest/known-driver-bugs"
@@ -486,7 +496,7 @@ scenario_attach() {
 
 t0=$SECONDS
 vm_tools
-if [[ " ${scenarios[*]} " == *" trace "* || " ${scenarios[*]} " == *" attach "* ]]; then
+if [[ " ${scenarios[*]} " == *" trace "* || " ${scenarios[*]} " == *" attach "* || -n "$report_dir" ]]; then
     [ -x "${VMCCTL:-}" ] || die "no usable vmcctl '${VMCCTL:-}' for the trace/attach scenarios (scripts/build-vmcd.sh builds it; or set VMC_VMCCTL)"
 fi
 if [[ " ${scenarios[*]} " == *" attach "* ]]; then
@@ -521,6 +531,10 @@ for k in $kernels; do
     done
 done
 log "boot tests took $((SECONDS - t0)) s; logs in $work"
+if [ -n "$report_dir" ]; then
+    if out=$("$VMC_REPO/scripts/lib/report.sh" "$report_dir" "$RESULTS_FILE" "$VMCCTL" 2>&1); then result PASS "report/written" "$out"
+    else result FAIL "report/written" "scripts/lib/report.sh: $(tail -3 <<<"$out" | tr '\n' ' ')"; fi
+fi
 results_summary
 [ -z "$junit" ] || junit_write boot-test "$RESULTS_FILE" "$junit"
 [ "$R_FAIL" -eq 0 ]

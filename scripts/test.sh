@@ -77,10 +77,11 @@ done
 
 # Shell suites print "PASS: name", "FAIL: name: why", "XFAIL: name: why", "SKIP: name: why" lines.
 # The QEMU device checks (with guest-checks) and the guest boot tests build QEMU and the guest
-# image themselves (cached); the workbench checks prove the boot tests' own verdicts.
+# image themselves (cached); the workbench checks prove the boot tests' own verdicts; the report
+# checks render boot-test --report's page in headless Chromium.
 shell_suites=(tests/setup/apt-test.sh scripts/loopback.sh tests/qemu/device-checks.sh tests/service/service-checks.sh
               scripts/boot-test.sh
-              tests/guest/workbench-checks.sh)
+              tests/guest/workbench-checks.sh tests/report/report-checks.sh)
 for suite in "${shell_suites[@]}"; do
     name=$(basename "$suite" .sh)
     log "running $name"

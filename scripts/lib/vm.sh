@@ -3,12 +3,13 @@
 #   vm_prepare [build-guest options]    QEMU, VMCD and the guest (KERNEL, INITRD, GUEST_*)
 #   vm_guest [build-guest options]      only the guest (e.g. the next kernel of a matrix)
 #   vmcd_start SOCKET LOG [vmcd options] / qemu_start SOCKET APPEND LOG TIMEOUT [--reboot] ...
+#                                       (with VM_REPORT_DIR set every vmcd is traced, see vmcd_start)
 #   qmp SOCKET COMMAND...               QMP commands on a monitor socket
 #   qemu_base_args / qemu_vmc_args / qemu_guest_args / qemu_args: pieces of the command line
 #   wait_until / wait_for_socket / wait_for_line: poll a condition with a deadline
 # shellcheck shell=bash
 
-VM_PIDS=()
+VM_PIDS=() VM_TRACE_PIDS=()
 vm_cleanup() {
     local p
     for p in "${VM_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -16,7 +17,12 @@ vm_cleanup() {
         wait_until 2 "" eval "! kill -0 $p 2>/dev/null" || kill -KILL "$p" 2>/dev/null || true
         wait "$p" 2>/dev/null || true
     done
-    VM_PIDS=()
+    # report tracers end by themselves when their vmcd has gone (after writing what it sent)
+    for p in "${VM_TRACE_PIDS[@]}"; do
+        wait_until 5 "" eval "! kill -0 $p 2>/dev/null" || kill -TERM "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    VM_PIDS=() VM_TRACE_PIDS=()
     return 0
 }
 
@@ -51,10 +57,13 @@ vm_vmcd() {
 }
 
 # vm_guest [build-guest options]: build (or take from the cache) the guest image.
-# Sets KERNEL, INITRD, GUEST_KERNEL (label), GUEST_ABI, GUEST_APPEND, DRIVER_SRC, IBMVMC_KO; on failure
+# Sets KERNEL, INITRD, GUEST_KERNEL (label), GUEST_ABI, GUEST_APPEND, DRIVER_SRC, IBMVMC_KO,
+# GUEST_DRIVER ("stock", or "given DIR" with --driver-src DIR); on failure
 # returns 1 with build-guest.sh's error line in VM_GUEST_ERROR (its whole output went to stderr).
 vm_guest() {
-    local out errf
+    local out errf a prev=""
+    GUEST_DRIVER=stock
+    for a in "$@"; do [ "$prev" != --driver-src ] || GUEST_DRIVER="given $a"; prev=$a; done
     errf=$(mktemp /tmp/vmc-guest-err.XXXXXX)
     if ! out=$("$VMC_REPO/scripts/build-guest.sh" "$@" 2> >(tee "$errf" >&2)); then
         sleep 0.1   # let tee finish
@@ -97,15 +106,39 @@ wait_for_line() { wait_until "$3" "${4:-}" grep -aqE "$2" "$1"; }
 count_lines() { grep -acE "$2" "$1" 2>/dev/null || true; }
 
 # vmcd_start SOCKET LOG [vmcd options...]: start vmcd, wait until it listens. Sets VMCD_PID.
+# With VM_REPORT_DIR set, every vmcd is recorded for the conformance report: `vmcctl trace --write`
+# on its control socket, ready before this returns, into VM_REPORT_DIR/vmcd-traces/STEM.N.vmctrace
+# (STEM: the socket's name without .sock, e.g. 6.1-basic; N: 1, 2, ... per vmcd of that socket),
+# with STEM.N.meta: kernel label, driver (GUEST_DRIVER), vmcd options. It ends with its vmcd.
 vmcd_start() {
     local sock=$1 logf=$2; shift 2
     rm -f "$sock"
     "$VMCD" --socket "$sock" "$@" >>"$logf" 2>&1 &
     VMCD_PID=$!
     VM_PIDS+=("$VMCD_PID")
-    wait_for_socket "$sock" 10 "$VMCD_PID" && return 0
-    cat "$logf" >&2
-    die "vmcd did not start listening on $sock (log above: $logf)"
+    if ! wait_for_socket "$sock" 10 "$VMCD_PID"; then
+        cat "$logf" >&2
+        die "vmcd did not start listening on $sock (log above: $logf)"
+    fi
+    [ -z "${VM_REPORT_DIR:-}" ] || vm_report_trace "$sock" "$@"
+    return 0
+}
+
+# vm_report_trace SOCKET [vmcd options...]: the report's tracer of the vmcd just started (see
+# vmcd_start). A tracer that cannot start is a warning: the report then says the trace is missing.
+vm_report_trace() {
+    local sock=$1 dir="$VM_REPORT_DIR/vmcd-traces" stem n=1 tlog; shift
+    stem=$(basename "$sock" .sock)
+    mkdir -p "$dir"
+    while [ -e "$dir/$stem.$n.meta" ]; do n=$((n + 1)); done
+    printf 'kernel\t%s\ndriver\t%s\nvmcd\t%s\n' "${GUEST_KERNEL:-?}" "${GUEST_DRIVER:-stock}" "$*" >"$dir/$stem.$n.meta"
+    tlog="$dir/$stem.$n.vmcctl.log"
+    wait_for_socket "$sock.ctl" 10 "$VMCD_PID" || { log "warning: no control socket $sock.ctl: $stem not traced for the report"; return 0; }
+    "$VMCCTL" --control "$sock.ctl" trace --write "$dir/$stem.$n.vmctrace" 2>"$tlog" &
+    VM_TRACE_PIDS+=("$!")
+    wait_for_line "$tlog" '^vmcctl: tracing every VM' 10 "$!" \
+        || log "warning: vmcctl trace for the report did not start: $(tr '\n' ' ' <"$tlog")"
+    return 0
 }
 
 # qemu_reconnect_opt: the chardev option that makes QEMU reconnect to vmcd every second

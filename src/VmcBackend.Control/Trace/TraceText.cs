@@ -93,7 +93,8 @@ public sealed class TraceText(long clockBaseNs)
         return sb.ToString();
     }
 
-    private static string TypeName(VmcMessageType t) => t switch
+    /// <summary>A VMC message type by its name in ibmvmc.h, shortened (CAP, OPEN_RESP, SIGNAL...).</summary>
+    public static string TypeName(VmcMessageType t) => t switch
     {
         VmcMessageType.Capabilities => "CAP",
         VmcMessageType.CapabilitiesResponse => "CAP_RESP",

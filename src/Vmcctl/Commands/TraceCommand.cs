@@ -7,7 +7,7 @@ namespace Vmcctl.Commands;
 
 /// <summary>
 /// <c>vmcctl trace [--vm VM] [--write FILE] [--stop-after N]</c>: a live decoded trace of what crosses
-/// the VMC (or a recording of it); <c>vmcctl trace --read FILE</c> decodes a recorded file.
+/// the VMC (or a recording of it); <c>vmcctl trace --read FILE [--json]</c> decodes a recorded file.
 /// </summary>
 internal static class TraceCommand
 {
@@ -17,17 +17,19 @@ internal static class TraceCommand
         var write = new Option<string?>("--write", "-w") { Description = "Record a trace file instead of printing (format in docs/control.md)", HelpName = "FILE" };
         var read = new Option<string?>("--read", "-r") { Description = "Decode a recorded trace file (no vmcd needed)", HelpName = "FILE" };
         var stopAfter = new Option<int?>("--stop-after") { Description = "Stop once this many VMs have disconnected", HelpName = "N" };
+        var json = new Option<bool>("--json") { Description = "With --read: one JSON object per record (its decoded fields) instead of text" };
         var cmd = new Command("trace", "Show every CRQ entry both ways, each hcall and its rc, RDMA, router headers and control events, one line each (like tcpdump)")
         {
-            vm, write, read, stopAfter,
+            vm, write, read, stopAfter, json,
         };
         cmd.SetAction(async (r, ct) =>
         {
             if (r.GetValue(read) is { } file)
             {
                 if (r.GetValue(write) != null || r.GetValue(vm) != null) return Exit.Error("--read decodes a file: it takes no --write or --vm", Exit.Usage);
-                return Decode(file);
+                return Decode(file, r.GetValue(json));
             }
+            if (r.GetValue(json)) return Exit.Error("--json goes with --read FILE (a live trace prints text, or --write records it)", Exit.Usage);
             if (r.GetValue(stopAfter) is < 1) return Exit.Error("--stop-after needs a count of 1 or more", Exit.Usage);
             using var signals = Exit.OnSignals(out var registrations);
             using (registrations)
@@ -39,12 +41,18 @@ internal static class TraceCommand
         return cmd;
     }
 
-    private static int Decode(string file)
+    private static int Decode(string file, bool json)
     {
         try
         {
             using var f = TraceReader.OpenFile(file);
             var reader = new TraceReader(f, file);
+            if (json)
+            {
+                var js = new TraceJson(reader.Header.ClockBaseNs);
+                while (reader.TryRead(out var rec)) Console.Out.WriteLine(js.Format(rec));
+                return Exit.Ok;
+            }
             var text = new TraceText(reader.Header.ClockBaseNs);
             Console.Out.WriteLine($"# {file}: trace format {reader.Header.Version}, started {reader.Header.StartedAt:u}");
             while (reader.TryRead(out var rec)) Console.Out.WriteLine(text.Format(rec));
