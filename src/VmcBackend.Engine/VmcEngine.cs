@@ -2,6 +2,7 @@ using Serilog;
 using Serilog.Events;
 using VmcBackend.Engine.Backend;
 using VmcBackend.Engine.Buffers;
+using VmcBackend.Engine.Faults;
 using VmcBackend.Engine.Handshake;
 using VmcBackend.Engine.Memory;
 using VmcBackend.Engine.Output;
@@ -35,33 +36,38 @@ public sealed class VmcEngine : IVmcBackend
     private readonly BufferPool[] _pools;
     private readonly HmcSession[] _sessions;
     private readonly RdmaService _rdma;
+    private readonly EngineFaults? _faults;
     private uint _queueEntries;
 
     /// <summary>Validates <paramref name="limits"/> once and returns the factory the transport
     /// calls for each connected front-end. <paramref name="handlers"/> gives the handler of each
-    /// HMC index (default: the HMC command router).</summary>
+    /// HMC index (default: the HMC command router). <paramref name="faults"/>: the fault plan every
+    /// engine of this factory consults (docs/faults.md); none by default, and then nothing is consulted.</summary>
     public static VmcBackendFactory Factory(VmcLimits limits, ILogger? log = null,
-        Func<int, IHmcSessionHandler>? handlers = null, TimeProvider? time = null)
+        Func<int, IHmcSessionHandler>? handlers = null, TimeProvider? time = null, FaultPlan? faults = null)
     {
         limits.Validate();
-        return frontEnd => new VmcEngine(limits, frontEnd, log, handlers, time);
+        return frontEnd => new VmcEngine(limits, frontEnd, log, handlers, time, faults);
     }
 
-    internal VmcEngine(VmcLimits limits, IVmcFrontEnd frontEnd, ILogger? log, Func<int, IHmcSessionHandler>? handlers, TimeProvider? time)
+    internal VmcEngine(VmcLimits limits, IVmcFrontEnd frontEnd, ILogger? log, Func<int, IHmcSessionHandler>? handlers, TimeProvider? time,
+        FaultPlan? faults = null)
     {
         Limits = limits;
         _frontEnd = frontEnd;
         _log = log ?? Serilog.Core.Logger.None;
-        _output = new EntryOutput(frontEnd, limits.OutputBacklog, Counters, _log);
-        _send = new HypervisorMessages(_output);
+        time ??= TimeProvider.System;
         _window = new RemoteWindow(limits.MaxHmcs, limits.PoolSize, limits.MaxMtu);
+        if (faults != null) _faults = new EngineFaults(faults, _window, time, _log);
+        _output = new EntryOutput(frontEnd, limits.OutputBacklog, Counters, _log, _faults);
+        _send = new HypervisorMessages(_output);
         handlers ??= _ => new HmcCommandRouter(_log);
         _pools = new BufferPool[limits.MaxHmcs];
         _sessions = new HmcSession[limits.MaxHmcs];
         for (int i = 0; i < limits.MaxHmcs; i++)
         {
             _pools[i] = new BufferPool(limits.PoolSize);
-            _sessions[i] = new HmcSession(i, limits, _pools[i], _window, _send, Counters, _log, time ?? TimeProvider.System, handlers(i));
+            _sessions[i] = new HmcSession(i, limits, _pools[i], _window, _send, Counters, _log, time, handlers(i), _faults);
         }
         _rdma = new RdmaService(_window, _pools);
         Config = new VmcBackendConfig(limits.DrcIndex, limits.MaxMtu, limits.PoolSize, limits.MaxHmcs, MaxRdmaSegments, _window.Size);
@@ -85,7 +91,7 @@ public sealed class VmcEngine : IVmcBackend
     {
         get
         {
-            if (_output.BacklogCount > 0) return true;
+            if (_output.BacklogCount > 0 || _faults?.HasPendingWork == true) return true;
             foreach (var s in _sessions) if (s.NeedsPoll) return true;
             return false;
         }
@@ -103,9 +109,20 @@ public sealed class VmcEngine : IVmcBackend
     {
         if (_output.Failed) return HcallReturn.Hardware;
         if (entries == 0) return HcallReturn.Parameter;
+        // Only the guest's own H_REG_CRQ: a RECONNECT is the front-end's, its rc never reaches the guest.
+        var fault = reconnect ? null : _faults?.RegisterQueue();
+        if (fault != null && fault.Rc != HcallReturn.Closed) return EndCall(fault.Rc);
         ResetChannel("queue registered");
         _output.DiscardBacklog();
+        _faults?.PartnerGone();
         _queueEntries = entries;
+        if (fault != null)
+        {
+            // Registered, but the partner is not ready: everything is dropped until it starts the handshake.
+            _handshake.QueueRegistered(engineSentInit: false);
+            _faults!.PartnerNotReady(fault.ReadyMs);
+            return EndCall(HcallReturn.Closed);
+        }
         _handshake.QueueRegistered(engineSentInit: reconnect);
         if (reconnect) _send.Init();
         _log.Information("guest CRQ registered: {Entries} entries{Reconnect}", entries, reconnect ? ", sent init (reconnect)" : "");
@@ -132,6 +149,7 @@ public sealed class VmcEngine : IVmcBackend
         if (entry.Length != CrqEntry.Size) { Drop("entry of {Length} bytes", entry.Length); return; }
         Counters.EntriesReceived++;
         if (!_handshake.IsRegistered) Drop("entry with no queue registered");
+        else if (_faults?.PartnerPending == true) Drop("entry while the partner is not ready (fault reg-crq rc=closed)");
         else switch ((CrqValid)entry[0])
         {
             case CrqValid.Init: HandleInit((CrqInitType)entry[1]); break;
@@ -144,7 +162,10 @@ public sealed class VmcEngine : IVmcBackend
     public HcallReturn CopyRdma(RdmaDirection direction, ulong remoteIoba, ulong length, ReadOnlySpan<GuestSegment> local)
     {
         if (_output.Failed) return HcallReturn.Hardware;
-        var rc = _rdma.Copy(_frontEnd.Memory, direction, remoteIoba, length, local);
+        HcallReturn rc;
+        if (_faults == null || !(_faults.Rdma(direction, length, out rc)
+                || (length > (ulong)Mtu && _faults.TryOversizeCopy(_frontEnd.Memory, direction, remoteIoba, length, local, out rc))))
+            rc = _rdma.Copy(_frontEnd.Memory, direction, remoteIoba, length, local);
         if (rc == HcallReturn.Success) { Counters.RdmaCopies++; Counters.RdmaBytes += (long)length; }
         else
         {
@@ -158,12 +179,19 @@ public sealed class VmcEngine : IVmcBackend
     public HcallReturn RequestVmc(out uint drcIndex)
     {
         drcIndex = Limits.DrcIndex;
-        return _output.Failed ? HcallReturn.Hardware : HcallReturn.Success;
+        if (_output.Failed) return HcallReturn.Hardware;
+        return _faults != null && _faults.RequestVmc(out var rc) ? rc : HcallReturn.Success;
     }
 
     public void Poll()
     {
         if (_output.Failed) return;
+        if (_faults != null && _faults.PartnerBecomesReady() && _handshake.IsRegistered)
+        {
+            _handshake.QueueRegistered(engineSentInit: true);
+            _send.Init();
+            _log.Information("partner ready (fault reg-crq rc=closed): sent init");
+        }
         foreach (var s in _sessions) s.Poll();
         EndCall(0);
     }
@@ -178,6 +206,40 @@ public sealed class VmcEngine : IVmcBackend
         bool sent = _sessions[hmcIndex].RequestRemoveBuffer();
         EndCall(0);
         return sent;
+    }
+
+    // ---------------------------------------------------------------- fault actions
+
+    /// <summary>What the flood fault sends: a payload entry of type 0x00 ("unknown msg" to the driver, which ignores it).</summary>
+    private static readonly byte[] FloodEntry = [(byte)CrqValid.Payload, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    /// <summary>The fault plan's actions whose time has come (only with a plan).</summary>
+    private void RunFaultActions()
+    {
+        while (!_output.Failed && _faults!.TakeDueAction() is { } rule)
+        {
+            switch (rule.Kind)
+            {
+                case FaultKind.TransportEvent:
+                    // Only the front-end writes transport events (vmc-user v2): the back-end's way to make it
+                    // deliver one is to be lost. The front-end then reconnects and the new engine sends init.
+                    _faults.Fired(rule, "CHANNEL_FAILED sent: the front-end writes a transport event (0xFF 0x02) and reconnects");
+                    _output.Fail(ChannelFailure.InternalError, $"fault injection: {rule.Text}", injected: true);
+                    break;
+                case FaultKind.RemoveBuffer when !_handshake.IsReady || rule.Hmc >= HmcCount:
+                    _faults.Fired(rule, $"nothing sent: HMC index {rule.Hmc} is not negotiated (state {State})");
+                    break;
+                case FaultKind.RemoveBuffer:
+                    int sent = 0;
+                    while (sent < rule.Buffers && _sessions[rule.Hmc].RequestRemoveBuffer(rule.Last)) sent++;
+                    _faults.Fired(rule, $"{sent} REM_BUF sent on HMC {rule.Hmc} ({(rule.Last ? "the last buffer may go" : "never the last buffer")})");
+                    break;
+                case FaultKind.Flood:
+                    _faults.Fired(rule, $"{rule.Entries} payload entries of type 0x00 posted at once");
+                    for (int i = 0; i < rule.Entries && !_output.Failed; i++) _output.Post(FloodEntry);
+                    break;
+            }
+        }
     }
 
     // ---------------------------------------------------------------- handshake
@@ -222,9 +284,11 @@ public sealed class VmcEngine : IVmcBackend
                     c.MaxMtu, c.PoolSize, c.MaxHmcs);
                 return;
         }
+        if (_faults != null) _faults.Mtu = Mtu;
         _send.CapabilitiesResponse(CapabilitiesStatus.Success, Limits, _queueEntries);
         for (int i = 0; i < HmcCount; i++) _sessions[i].Negotiated(PoolSize, Mtu);
         _log.Information("capabilities negotiated: MTU {Mtu}, pool {Pool}, HMCs {Hmcs}", Mtu, PoolSize, HmcCount);
+        _faults?.Trigger(FaultTrigger.Ready);
     }
 
     // ---------------------------------------------------------------- messages
@@ -260,6 +324,7 @@ public sealed class VmcEngine : IVmcBackend
 
     private void DropQueue(string why)
     {
+        _faults?.PartnerGone();
         ResetChannel(why);
         _output.DiscardBacklog();
         _handshake.QueueGone();
@@ -274,6 +339,7 @@ public sealed class VmcEngine : IVmcBackend
 
     private HcallReturn EndCall(HcallReturn rc)
     {
+        if (_faults != null) RunFaultActions();
         _output.Flush();
         return rc;
     }
