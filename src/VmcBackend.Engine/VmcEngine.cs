@@ -210,8 +210,9 @@ public sealed class VmcEngine : IVmcBackend
 
     // ---------------------------------------------------------------- fault actions
 
-    /// <summary>What the flood fault sends: a payload entry of type 0x00 ("unknown msg" to the driver, which ignores it).</summary>
-    private static readonly byte[] FloodEntry = [(byte)CrqValid.Payload, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    /// <summary>What the flood fault sends: a SIGNAL for session 0xFF on HMC index 0xFF, which the
+    /// driver's session check drops without a word (trap 10), so a flood does not flood its log.</summary>
+    private static readonly byte[] FloodEntry = [(byte)CrqValid.Payload, (byte)VmcMessageType.Signal, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0];
 
     /// <summary>The fault plan's actions whose time has come (only with a plan).</summary>
     private void RunFaultActions()
@@ -235,7 +236,7 @@ public sealed class VmcEngine : IVmcBackend
                     _faults.Fired(rule, $"{sent} REM_BUF sent on HMC {rule.Hmc} ({(rule.Last ? "the last buffer may go" : "never the last buffer")})");
                     break;
                 case FaultKind.Flood:
-                    _faults.Fired(rule, $"{rule.Entries} payload entries of type 0x00 posted at once");
+                    _faults.Fired(rule, $"{rule.Entries} SIGNALs for session 0xFF on HMC index 0xFF (dropped unseen by the driver) posted at once");
                     for (int i = 0; i < rule.Entries && !_output.Failed; i++) _output.Post(FloodEntry);
                     break;
             }

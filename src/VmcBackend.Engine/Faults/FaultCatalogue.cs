@@ -69,7 +69,7 @@ public static class FaultCatalogue
             "REM_BUF on an HMC index, buffers times; without last=yes the engine never asks for the partition's last buffer"),
         new(FaultKind.Flood, "flood", true, ["entries"],
             "ibmvmc_task draining a queue at the pacing limit (crq_size/2); above the back-end's backlog, CHANNEL_FAILED reason 1",
-            "entries payload entries of type 0x00 (the driver logs \"unknown msg\" and ignores them), posted at once"),
+            "entries SIGNALs for session 0xFF on HMC index 0xFF (the driver's session check drops them without a log line, trap 10), posted at once"),
         new(FaultKind.CapabilitiesResponse, "cap-resp", false, ["max-hmc", "pool", "mtu", "version", "status"],
             "ibmvmc_process_capabilities: trap 1 (max_hmc 0 makes max_hmc_index 0xFFFFFFFF; pool 0 and MTU 0 not validated); major version mismatch fails the adapter",
             "the next CAP_RESP carries these values instead of the engine's (the engine keeps its own negotiation)"),
