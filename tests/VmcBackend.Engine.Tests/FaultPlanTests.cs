@@ -77,6 +77,18 @@ public class FaultPlanTests
     }
 
     [Test]
+    public void EveryBootScenarioFaultsFileParses()
+    {
+        var dir = new DirectoryInfo(TestContext.CurrentContext.TestDirectory);
+        while (dir != null && !Directory.Exists(Path.Combine(dir.FullName, "tests/guest/faults"))) dir = dir.Parent;
+        Assert.That(dir, Is.Not.Null, "tests/guest/faults not found above the test directory");
+        var files = Directory.GetFiles(Path.Combine(dir!.FullName, "tests/guest/faults"), "*.faults");
+        Assert.That(files, Has.Length.GreaterThanOrEqualTo(20));
+        foreach (var f in files)
+            Assert.That(() => FaultPlan.Parse(File.ReadAllText(f)).Rules, Is.Not.Empty, Path.GetFileName(f));
+    }
+
+    [Test]
     public void CommentsAndBlankLinesOnlyMakeAnEmptyPlan()
     {
         Assert.That(FaultPlan.Parse("# nothing\n\n   \t\n# more\n").Rules, Is.Empty);
