@@ -36,8 +36,12 @@ public sealed class VmcEngine : IVmcBackend
     private readonly BufferPool[] _pools;
     private readonly HmcSession[] _sessions;
     private readonly RdmaService _rdma;
-    private readonly EngineFaults? _faults;
+    private readonly FaultSlot _faultSlot = new();
+    private readonly TimeProvider _time;
     private uint _queueEntries;
+
+    /// <summary>This engine's faults (vmcd --faults, vmcctl inject); null, and never consulted, without any.</summary>
+    private EngineFaults? Faults => _faultSlot.Current;
 
     /// <summary>Validates <paramref name="limits"/> once and returns the factory the transport
     /// calls for each connected front-end. <paramref name="handlers"/> gives the handler of each
@@ -58,8 +62,9 @@ public sealed class VmcEngine : IVmcBackend
         _log = log ?? Serilog.Core.Logger.None;
         time ??= TimeProvider.System;
         _window = new RemoteWindow(limits.MaxHmcs, limits.PoolSize, limits.MaxMtu);
-        if (faults != null) _faults = new EngineFaults(faults, _window, time, _log);
-        _output = new EntryOutput(frontEnd, limits.OutputBacklog, Counters, _log, _faults);
+        _time = time;
+        if (faults != null) _faultSlot.Current = new EngineFaults(faults, _window, time, _log);
+        _output = new EntryOutput(frontEnd, limits.OutputBacklog, Counters, _log, _faultSlot);
         _send = new HypervisorMessages(_output);
         handlers ??= _ => new HmcCommandRouter(_log);
         _pools = new BufferPool[limits.MaxHmcs];
@@ -67,7 +72,7 @@ public sealed class VmcEngine : IVmcBackend
         for (int i = 0; i < limits.MaxHmcs; i++)
         {
             _pools[i] = new BufferPool(limits.PoolSize);
-            _sessions[i] = new HmcSession(i, limits, _pools[i], _window, _send, Counters, _log, time, handlers(i), _faults);
+            _sessions[i] = new HmcSession(i, limits, _pools[i], _window, _send, Counters, _log, time, handlers(i), _faultSlot);
         }
         _rdma = new RdmaService(_window, _pools);
         Config = new VmcBackendConfig(limits.DrcIndex, limits.MaxMtu, limits.PoolSize, limits.MaxHmcs, MaxRdmaSegments, _window.Size);
@@ -91,7 +96,7 @@ public sealed class VmcEngine : IVmcBackend
     {
         get
         {
-            if (_output.BacklogCount > 0 || _faults?.HasPendingWork == true) return true;
+            if (_output.BacklogCount > 0 || Faults?.HasPendingWork == true) return true;
             foreach (var s in _sessions) if (s.NeedsPoll) return true;
             return false;
         }
@@ -110,17 +115,17 @@ public sealed class VmcEngine : IVmcBackend
         if (_output.Failed) return HcallReturn.Hardware;
         if (entries == 0) return HcallReturn.Parameter;
         // Only the guest's own H_REG_CRQ: a RECONNECT is the front-end's, its rc never reaches the guest.
-        var fault = reconnect ? null : _faults?.RegisterQueue();
+        var fault = reconnect ? null : Faults?.RegisterQueue();
         if (fault != null && fault.Rc != HcallReturn.Closed) return EndCall(fault.Rc);
         ResetChannel("queue registered");
         _output.DiscardBacklog();
-        _faults?.PartnerGone();
+        Faults?.PartnerGone();
         _queueEntries = entries;
         if (fault != null)
         {
             // Registered, but the partner is not ready: everything is dropped until it starts the handshake.
             _handshake.QueueRegistered(engineSentInit: false);
-            _faults!.PartnerNotReady(fault.ReadyMs);
+            Faults!.PartnerNotReady(fault.ReadyMs);
             return EndCall(HcallReturn.Closed);
         }
         _handshake.QueueRegistered(engineSentInit: reconnect);
@@ -149,7 +154,7 @@ public sealed class VmcEngine : IVmcBackend
         if (entry.Length != CrqEntry.Size) { Drop("entry of {Length} bytes", entry.Length); return; }
         Counters.EntriesReceived++;
         if (!_handshake.IsRegistered) Drop("entry with no queue registered");
-        else if (_faults?.PartnerPending == true) Drop("entry while the partner is not ready (fault reg-crq rc=closed)");
+        else if (Faults?.PartnerPending == true) Drop("entry while the partner is not ready (fault reg-crq rc=closed)");
         else switch ((CrqValid)entry[0])
         {
             case CrqValid.Init: HandleInit((CrqInitType)entry[1]); break;
@@ -163,8 +168,8 @@ public sealed class VmcEngine : IVmcBackend
     {
         if (_output.Failed) return HcallReturn.Hardware;
         HcallReturn rc;
-        if (_faults == null || !(_faults.Rdma(direction, length, out rc)
-                || (length > (ulong)Mtu && _faults.TryOversizeCopy(_frontEnd.Memory, direction, remoteIoba, length, local, out rc))))
+        if (Faults == null || !(Faults.Rdma(direction, length, out rc)
+                || (length > (ulong)Mtu && Faults.TryOversizeCopy(_frontEnd.Memory, direction, remoteIoba, length, local, out rc))))
             rc = _rdma.Copy(_frontEnd.Memory, direction, remoteIoba, length, local);
         if (rc == HcallReturn.Success) { Counters.RdmaCopies++; Counters.RdmaBytes += (long)length; }
         else
@@ -180,13 +185,13 @@ public sealed class VmcEngine : IVmcBackend
     {
         drcIndex = Limits.DrcIndex;
         if (_output.Failed) return HcallReturn.Hardware;
-        return _faults != null && _faults.RequestVmc(out var rc) ? rc : HcallReturn.Success;
+        return Faults != null && Faults.RequestVmc(out var rc) ? rc : HcallReturn.Success;
     }
 
     public void Poll()
     {
         if (_output.Failed) return;
-        if (_faults != null && _faults.PartnerBecomesReady() && _handshake.IsRegistered)
+        if (Faults != null && Faults.PartnerBecomesReady() && _handshake.IsRegistered)
         {
             _handshake.QueueRegistered(engineSentInit: true);
             _send.Init();
@@ -210,6 +215,20 @@ public sealed class VmcEngine : IVmcBackend
 
     // ---------------------------------------------------------------- fault actions
 
+    /// <summary>
+    /// vmcctl inject: adds <paramref name="rule"/> for this engine alone (call on the engine's
+    /// thread, between calls). A fault that acts at once (<c>when=now</c>) acts before this returns;
+    /// the result is what it did (empty for a fault that waits for its point or trigger).
+    /// </summary>
+    public IReadOnlyList<FaultFiring> InjectFault(FaultRule rule)
+    {
+        var faults = _faultSlot.Current ??= new EngineFaults(null, _window, _time, _log) { Mtu = Mtu };
+        var plan = faults.Inject(rule);
+        int before = plan.History.Count;
+        if (!_output.Failed) EndCall(0);
+        return [.. plan.History.Skip(before)];
+    }
+
     /// <summary>What the flood fault sends: a SIGNAL for session 0xFF on HMC index 0xFF, which the
     /// driver's session check drops without a word (trap 10), so a flood does not flood its log.</summary>
     private static readonly byte[] FloodEntry = [(byte)CrqValid.Payload, (byte)VmcMessageType.Signal, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -217,26 +236,26 @@ public sealed class VmcEngine : IVmcBackend
     /// <summary>The fault plan's actions whose time has come (only with a plan).</summary>
     private void RunFaultActions()
     {
-        while (!_output.Failed && _faults!.TakeDueAction() is { } rule)
+        while (!_output.Failed && Faults!.TakeDueAction() is { } rule)
         {
             switch (rule.Kind)
             {
                 case FaultKind.TransportEvent:
                     // Only the front-end writes transport events (vmc-user v2): the back-end's way to make it
                     // deliver one is to be lost. The front-end then reconnects and the new engine sends init.
-                    _faults.Fired(rule, "CHANNEL_FAILED sent: the front-end writes a transport event (0xFF 0x02) and reconnects");
+                    Faults.Fired(rule, "CHANNEL_FAILED sent: the front-end writes a transport event (0xFF 0x02) and reconnects");
                     _output.Fail(ChannelFailure.InternalError, $"fault injection: {rule.Text}", injected: true);
                     break;
                 case FaultKind.RemoveBuffer when !_handshake.IsReady || rule.Hmc >= HmcCount:
-                    _faults.Fired(rule, $"nothing sent: HMC index {rule.Hmc} is not negotiated (state {State})");
+                    Faults.Fired(rule, $"nothing sent: HMC index {rule.Hmc} is not negotiated (state {State})");
                     break;
                 case FaultKind.RemoveBuffer:
                     int sent = 0;
                     while (sent < rule.Buffers && _sessions[rule.Hmc].RequestRemoveBuffer(rule.Last)) sent++;
-                    _faults.Fired(rule, $"{sent} REM_BUF sent on HMC {rule.Hmc} ({(rule.Last ? "the last buffer may go" : "never the last buffer")})");
+                    Faults.Fired(rule, $"{sent} REM_BUF sent on HMC {rule.Hmc} ({(rule.Last ? "the last buffer may go" : "never the last buffer")})");
                     break;
                 case FaultKind.Flood:
-                    _faults.Fired(rule, $"{rule.Entries} SIGNALs for session 0xFF on HMC index 0xFF (dropped unseen by the driver) posted at once");
+                    Faults.Fired(rule, $"{rule.Entries} SIGNALs for session 0xFF on HMC index 0xFF (dropped unseen by the driver) posted at once");
                     for (int i = 0; i < rule.Entries && !_output.Failed; i++) _output.Post(FloodEntry);
                     break;
             }
@@ -285,11 +304,11 @@ public sealed class VmcEngine : IVmcBackend
                     c.MaxMtu, c.PoolSize, c.MaxHmcs);
                 return;
         }
-        if (_faults != null) _faults.Mtu = Mtu;
+        if (Faults != null) Faults.Mtu = Mtu;
         _send.CapabilitiesResponse(CapabilitiesStatus.Success, Limits, _queueEntries);
         for (int i = 0; i < HmcCount; i++) _sessions[i].Negotiated(PoolSize, Mtu);
         _log.Information("capabilities negotiated: MTU {Mtu}, pool {Pool}, HMCs {Hmcs}", Mtu, PoolSize, HmcCount);
-        _faults?.Trigger(FaultTrigger.Ready);
+        Faults?.Trigger(FaultTrigger.Ready);
     }
 
     // ---------------------------------------------------------------- messages
@@ -325,7 +344,7 @@ public sealed class VmcEngine : IVmcBackend
 
     private void DropQueue(string why)
     {
-        _faults?.PartnerGone();
+        Faults?.PartnerGone();
         ResetChannel(why);
         _output.DiscardBacklog();
         _handshake.QueueGone();
@@ -340,7 +359,7 @@ public sealed class VmcEngine : IVmcBackend
 
     private HcallReturn EndCall(HcallReturn rc)
     {
-        if (_faults != null) RunFaultActions();
+        if (Faults != null) RunFaultActions();
         _output.Flush();
         return rc;
     }

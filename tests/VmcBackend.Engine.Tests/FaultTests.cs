@@ -452,6 +452,32 @@ public class FaultTests
         Assert.That(h.Partition.Violations, Is.Empty);
     }
 
+    // ------------------------------------------------------------------ vmcctl inject
+
+    [Test]
+    public void InjectingIntoAnEngineWithoutAPlanActsOnThatEngineOnly()
+    {
+        var h = new Harness();
+        h.Client.OpenSession();
+        var fired = h.Engine.InjectFault(FaultRule.Parse("rem-buf when=now buffers=2"));
+        Assert.That(fired.Single().Detail, Does.StartWith("2 REM_BUF sent on HMC 0"), "acted before returning");
+        h.Client.Settle();
+        Assert.That(h.Partition.ValidBufferCount(0), Is.EqualTo(30));
+        Assert.That(h.Engine.InjectFault(FaultRule.Parse("rdma rc=hardware dir=to-guest")), Is.Empty, "a point fault waits for its point");
+        h.AssertHealthy();
+    }
+
+    [Test]
+    public void AnInjectedPointFaultActsAtItsPoint()
+    {
+        var h = new Harness();
+        var f = h.Client.OpenSession();
+        h.Engine.InjectFault(FaultRule.Parse("request-vmc rc=hardware"));
+        Assert.That(h.Partition.RequestVmc(out _), Is.EqualTo(-Errno.EIO));
+        Assert.That(h.Partition.RequestVmc(out _), Is.EqualTo(0));
+        Assert.That(h.Partition.Close(f), Is.EqualTo(0));
+    }
+
     // ------------------------------------------------------------------ off
 
     [Test]

@@ -11,24 +11,44 @@ namespace VmcBackend.Engine.Faults;
 /// <summary>What becomes of one entry the engine sends.</summary>
 internal enum OutputFault { Pass, Drop, Hold }
 
+/// <summary>Where an engine and its parts find the engine's faults: null until a plan is given or
+/// a fault injected, and then every decision point pays only this null check.</summary>
+internal sealed class FaultSlot
+{
+    public EngineFaults? Current;
+}
+
 /// <summary>
-/// One engine's side of a <see cref="FaultPlan"/>: the questions the engine asks at each of its
-/// decision points (only when a plan was given: an engine without one holds no instance), and the
-/// per-connection state faults leave behind (actions waiting for their time, held output, a
-/// partner that is not ready yet, an oversized SIGNAL whose RDMA is allowed). Every fault that acts
-/// is logged once (Information) and recorded in the plan's history.
+/// One engine's side of fault injection: the questions the engine asks at each of its decision
+/// points, put to the vmcd's shared <see cref="FaultPlan"/> (vmcd --faults) and to the faults
+/// injected into this engine alone (vmcctl inject); and the per-connection state faults leave
+/// behind (actions waiting for their time, held output, a partner that is not ready yet, an
+/// oversized SIGNAL whose RDMA is allowed). Every fault that acts is logged once (Information) and
+/// recorded in its plan's history.
 /// </summary>
-internal sealed class EngineFaults(FaultPlan plan, RemoteWindow window, TimeProvider time, ILogger log)
+internal sealed class EngineFaults(FaultPlan? shared, RemoteWindow window, TimeProvider time, ILogger log)
 {
     public const byte OversizePattern = 0xA5;
     private readonly List<FaultRule> _due = [];
     private readonly List<(long At, FaultRule Rule)> _timed = [];
     private readonly List<FaultRule> _triggered = [];
+    private FaultPlan? _injected;
     private (uint Ioba, uint Length)? _oversize;
-    private int _seenVersion = -1;
+    private int _seenShared = -1, _seenInjected = -1;
     private long _partnerReadyAt;
 
-    public FaultPlan Plan => plan;
+    /// <summary>Adds a fault for this engine alone; returns the plan of this engine's injected faults.</summary>
+    public FaultPlan Inject(FaultRule rule)
+    {
+        _injected ??= new FaultPlan(time: time);
+        _injected.Add(rule);
+        return _injected;
+    }
+
+    private FaultRule? TakePoint(FaultKind kind, Func<FaultRule, bool>? match = null)
+        => shared?.TakePoint(kind, match) ?? _injected?.TakePoint(kind, match);
+
+    private bool PlansChanged => (shared?.Version ?? -1) != _seenShared || (_injected?.Version ?? -1) != _seenInjected;
 
     /// <summary>The negotiated MTU (for <c>signal-length length=mtu+N</c>).</summary>
     public int Mtu { get; set; }
@@ -38,14 +58,15 @@ internal sealed class EngineFaults(FaultPlan plan, RemoteWindow window, TimeProv
     private long After(int ms) => Now + ms * time.TimestampFrequency / 1000;
 
     /// <summary>Something will need the engine later: a timed action, a partner becoming ready, held output, an injected rule.</summary>
-    public bool HasPendingWork => _due.Count > 0 || _timed.Count > 0 || PartnerPending || plan.Version != _seenVersion;
+    public bool HasPendingWork => _due.Count > 0 || _timed.Count > 0 || PartnerPending || PlansChanged;
 
     // ------------------------------------------------------------------ actions
 
     public void Trigger(FaultTrigger trigger)
     {
         _triggered.Clear();
-        plan.Trigger(trigger, _triggered);
+        shared?.Trigger(trigger, _triggered);
+        _injected?.Trigger(trigger, _triggered);
         foreach (var r in _triggered)
         {
             if (r.AfterMs > 0) _timed.Add((After(r.AfterMs), r));
@@ -56,10 +77,10 @@ internal sealed class EngineFaults(FaultPlan plan, RemoteWindow window, TimeProv
     /// <summary>The next action whose time has come (injected ones first), or null.</summary>
     public FaultRule? TakeDueAction()
     {
-        int version = plan.Version;
-        if (version != _seenVersion)
+        if (PlansChanged)
         {
-            _seenVersion = version;
+            _seenShared = shared?.Version ?? -1;
+            _seenInjected = _injected?.Version ?? -1;
             Trigger(FaultTrigger.Now);
         }
         if (_due.Count > 0)
@@ -88,12 +109,12 @@ internal sealed class EngineFaults(FaultPlan plan, RemoteWindow window, TimeProv
         holdUntil = 0;
         if (e[0] == (byte)CrqValid.Payload) Rewrite(e);
         int kind = e[0] << 8 | e[1];
-        if (plan.TakePoint(FaultKind.Drop, r => r.EntryKind == null || r.EntryKind == kind) is { } drop)
+        if (TakePoint(FaultKind.Drop, r => r.EntryKind == null || r.EntryKind == kind) is { } drop)
         {
             Fired(drop, $"entry {Describe(e)} not sent");
             return OutputFault.Drop;
         }
-        if (plan.TakePoint(FaultKind.Delay, r => r.EntryKind == null || r.EntryKind == kind) is { } delay)
+        if (TakePoint(FaultKind.Delay, r => r.EntryKind == null || r.EntryKind == kind) is { } delay)
         {
             holdUntil = After(delay.Ms);
             Fired(delay, $"entry {Describe(e)} and what follows held {delay.Ms} ms");
@@ -106,7 +127,7 @@ internal sealed class EngineFaults(FaultPlan plan, RemoteWindow window, TimeProv
     {
         switch ((VmcMessageType)e[1])
         {
-            case VmcMessageType.CapabilitiesResponse when plan.TakePoint(FaultKind.CapabilitiesResponse) is { } r:
+            case VmcMessageType.CapabilitiesResponse when TakePoint(FaultKind.CapabilitiesResponse) is { } r:
                 var was = CapabilitiesEntry.Read(e);
                 var c = was with
                 {
@@ -117,16 +138,16 @@ internal sealed class EngineFaults(FaultPlan plan, RemoteWindow window, TimeProv
                 c.Write(e);
                 Fired(r, $"CAP_RESP sent with status {(byte)c.Status}, max_hmc {c.MaxHmcs}, pool {c.PoolSize}, MTU {c.MaxMtu}, version 0x{c.Version:X4} (the engine uses status {(byte)was.Status}, max_hmc {was.MaxHmcs}, pool {was.PoolSize}, MTU {was.MaxMtu}, version 0x{was.Version:X4})");
                 break;
-            case VmcMessageType.OpenResponse when plan.TakePoint(FaultKind.OpenResponse, x => x.Buffer != null) is { } r:
+            case VmcMessageType.OpenResponse when TakePoint(FaultKind.OpenResponse, x => x.Buffer != null) is { } r:
                 ushort old = BinaryPrimitives.ReadUInt16BigEndian(e[6..]);
                 BinaryPrimitives.WriteUInt16BigEndian(e[6..], r.Buffer!.Value);
                 Fired(r, $"OPEN_RESP names buffer {r.Buffer} instead of {old}");
                 break;
-            case VmcMessageType.CloseResponse when plan.TakePoint(FaultKind.CloseResponse) is { } r:
+            case VmcMessageType.CloseResponse when TakePoint(FaultKind.CloseResponse) is { } r:
                 e[2] = r.Status!.Value;
                 Fired(r, $"CLOSE_RESP sent with status {r.Status}");
                 break;
-            case VmcMessageType.Signal when plan.TakePoint(FaultKind.SignalLength) is { } r:
+            case VmcMessageType.Signal when TakePoint(FaultKind.SignalLength) is { } r:
                 uint real = BinaryPrimitives.ReadUInt32BigEndian(e[12..]);
                 uint claimed = (uint)Math.Clamp(r.LengthIsMtuRelative ? Mtu + r.Length : r.Length, 0, uint.MaxValue);
                 BinaryPrimitives.WriteUInt32BigEndian(e[12..], claimed);
@@ -142,7 +163,7 @@ internal sealed class EngineFaults(FaultPlan plan, RemoteWindow window, TimeProv
     /// <summary>The guest's own H_REG_CRQ: the rule whose rc it returns instead of success, or null.</summary>
     public FaultRule? RegisterQueue()
     {
-        if (plan.TakePoint(FaultKind.RegisterQueue) is not { } r) return null;
+        if (TakePoint(FaultKind.RegisterQueue) is not { } r) return null;
         Fired(r, r.Rc == HcallReturn.Closed
             ? $"H_REG_CRQ returns H_CLOSED: queue registered, partner ready in {r.ReadyMs} ms"
             : $"H_REG_CRQ returns {Rc(r.Rc)}: queue not registered");
@@ -152,7 +173,7 @@ internal sealed class EngineFaults(FaultPlan plan, RemoteWindow window, TimeProv
     public bool Rdma(RdmaDirection direction, ulong length, out HcallReturn rc)
     {
         rc = HcallReturn.Success;
-        if (plan.TakePoint(FaultKind.Rdma, r => r.Direction == null || r.Direction == direction) is not { } rule) return false;
+        if (TakePoint(FaultKind.Rdma, r => r.Direction == null || r.Direction == direction) is not { } rule) return false;
         rc = rule.Rc;
         Fired(rule, $"H_COPY_RDMA {(direction == RdmaDirection.LocalToRemote ? "to the hypervisor" : "to the guest")} of {length} bytes returns {Rc(rc)}");
         return true;
@@ -161,7 +182,7 @@ internal sealed class EngineFaults(FaultPlan plan, RemoteWindow window, TimeProv
     public bool RequestVmc(out HcallReturn rc)
     {
         rc = HcallReturn.Success;
-        if (plan.TakePoint(FaultKind.RequestVmc) is not { } r) return false;
+        if (TakePoint(FaultKind.RequestVmc) is not { } r) return false;
         rc = r.Rc;
         Fired(r, $"H_REQUEST_VMC returns {Rc(rc)}");
         return true;
@@ -170,7 +191,7 @@ internal sealed class EngineFaults(FaultPlan plan, RemoteWindow window, TimeProv
     /// <summary>OPEN: a status to refuse it with, or null.</summary>
     public VmcStatus? OpenRefusal(int index)
     {
-        if (plan.TakePoint(FaultKind.OpenResponse, r => r.Status != null) is not { } r) return null;
+        if (TakePoint(FaultKind.OpenResponse, r => r.Status != null) is not { } r) return null;
         Fired(r, $"OPEN on HMC {index} refused with status {r.Status}");
         return (VmcStatus)r.Status!.Value;
     }
@@ -222,7 +243,7 @@ internal sealed class EngineFaults(FaultPlan plan, RemoteWindow window, TimeProv
 
     public void Fired(FaultRule rule, string detail)
     {
-        plan.Record(rule, detail);
+        rule.Owner?.Record(rule, detail);
         log.Information("fault {Rule}: {Detail}", rule.Text, detail);
     }
 

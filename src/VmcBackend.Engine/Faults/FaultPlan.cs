@@ -48,7 +48,8 @@ public sealed class FaultPlan
     {
         lock (_lock)
         {
-            if (_rules.Contains(rule)) throw new ArgumentException("rule already in the plan", nameof(rule));
+            if (rule.Owner != null) throw new ArgumentException("the rule is already in a plan", nameof(rule));
+            rule.Owner = this;
             rule.Armed = rule.When is FaultTrigger.Start or FaultTrigger.Now;
             _rules.Add(rule);
             _version++;

@@ -55,6 +55,7 @@ public sealed class FaultRule
     public int ReadyMs { get; private set; } = 500;
 
     // Runtime state, guarded by the owning plan's lock.
+    internal FaultPlan? Owner;
     internal bool Armed;
     internal int Seen;
     internal int Fired;

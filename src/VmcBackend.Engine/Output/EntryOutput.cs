@@ -20,12 +20,12 @@ internal sealed class EntryOutput
     private readonly EngineCounters _counters;
     private readonly byte[] _backlog;        // ring of 16-byte entries
     private readonly int _capacity;
-    private readonly EngineFaults? _faults;
+    private readonly FaultSlot _faults;
     private int _head, _count;
     private bool _appended;
     private long _holdUntil;
 
-    public EntryOutput(IVmcFrontEnd frontEnd, int backlogCapacity, EngineCounters counters, ILogger log, EngineFaults? faults = null)
+    public EntryOutput(IVmcFrontEnd frontEnd, int backlogCapacity, EngineCounters counters, ILogger log, FaultSlot faults)
     {
         _faults = faults;
         _frontEnd = frontEnd;
@@ -50,7 +50,7 @@ internal sealed class EntryOutput
     public void Post(ReadOnlySpan<byte> entry)
     {
         if (Failed) return;
-        if (_faults != null)
+        if (_faults.Current != null)
         {
             PostWithFaults(entry);
             return;
@@ -75,7 +75,7 @@ internal sealed class EntryOutput
     {
         Span<byte> e = stackalloc byte[CrqEntry.Size];
         entry[..CrqEntry.Size].CopyTo(e);
-        switch (_faults!.Outgoing(e, out long holdUntil))
+        switch (_faults.Current!.Outgoing(e, out long holdUntil))
         {
             case OutputFault.Drop: return;
             case OutputFault.Hold: _holdUntil = Math.Max(_holdUntil, holdUntil); break;
@@ -102,7 +102,7 @@ internal sealed class EntryOutput
         get
         {
             if (_holdUntil == 0) return false;
-            if (_faults!.Now < _holdUntil) return true;
+            if (_faults.Current!.Now < _holdUntil) return true;
             _holdUntil = 0;
             return false;
         }

@@ -44,7 +44,7 @@ internal sealed class HmcSession : IHmcSessionOutput
     private readonly ILogger _log;
     private readonly TimeProvider _time;
     private readonly IHmcSessionHandler _handler;
-    private readonly EngineFaults? _faults;
+    private readonly FaultSlot _faults;
     private readonly byte[] _hmcId = new byte[VmcConstants.HmcIdLength];
     private readonly byte[] _inbound;
     private readonly byte[]?[] _outbound;      // ring of waiting messages; a slot's array is made the first time a message waits in it
@@ -54,7 +54,7 @@ internal sealed class HmcSession : IHmcSessionOutput
     private long _reclaimNotBefore;
 
     public HmcSession(int index, VmcLimits limits, BufferPool pool, RemoteWindow window, HypervisorMessages send,
-        EngineCounters counters, ILogger log, TimeProvider time, IHmcSessionHandler handler, EngineFaults? faults = null)
+        EngineCounters counters, ILogger log, TimeProvider time, IHmcSessionHandler handler, FaultSlot faults)
     {
         _faults = faults;
         _index = index;
@@ -111,7 +111,7 @@ internal sealed class HmcSession : IHmcSessionOutput
             _log.Warning("HMC {Index}: OPEN named buffer {Id} the partition does not hold; refused", _index, e.BufferId);
             return;
         }
-        if (_faults?.OpenRefusal(_index) is { } status)
+        if (_faults.Current?.OpenRefusal(_index) is { } status)
         {
             Refuse(e, status);
             return;
@@ -127,7 +127,7 @@ internal sealed class HmcSession : IHmcSessionOutput
         _counters.SessionsOpened++;
         _log.Information("HMC {Index} opened: session {Session}, HMC ID {HmcId}", _index, e.Session, FormatHmcId(_hmcId));
         _handler.Opened(this, _hmcId);
-        _faults?.Trigger(FaultTrigger.Open);
+        _faults.Current?.Trigger(FaultTrigger.Open);
     }
 
     /// <summary>A failed OPEN_RESP makes the driver free the HMC and all its buffers: mirror that, offer a new one.</summary>
@@ -146,7 +146,7 @@ internal sealed class HmcSession : IHmcSessionOutput
         _send.CloseResponse(VmcStatus.Success, e.Session, e.HmcIndex);
         _pool.ForgetAll();
         AddBuffer(0, BufferOwner.Partition, 0);
-        _faults?.Trigger(FaultTrigger.Close);
+        _faults.Current?.Trigger(FaultTrigger.Close);
     }
 
     public void Signal(in CrqEntry e)
@@ -162,7 +162,7 @@ internal sealed class HmcSession : IHmcSessionOutput
             _log.Debug("HMC {Index}: message of {Length} bytes in buffer {Id}", _index, length, e.BufferId);
         Flush();
         _handler.Message(this, _inbound.AsSpan(0, length));
-        _faults?.Trigger(FaultTrigger.Message);
+        _faults.Current?.Trigger(FaultTrigger.Message);
     }
 
     public void AddBufferResponse(in CrqEntry e)
