@@ -71,10 +71,11 @@ apt_ensure dpkg-dev ninja-build pkg-config python3 python3-venv build-essential 
 
 # --- meson >= 1.5 from bookworm-backports, unpacked (not installed) ----------------------------
 # An unpacked meson >= 1.5 is reused; otherwise the newest one the private apt root offers.
-MESON_VER=$(ls -d "$VMC_CACHE"/tools/meson-* 2>/dev/null | sed 's|.*/meson-||' | sort -V | tail -1)
+# (none unpacked yet on a fresh machine: the glob matches nothing, which must not end the script)
+MESON_VER=$({ ls -d "$VMC_CACHE"/tools/meson-* 2>/dev/null || true; } | sed 's|.*/meson-||' | sort -V | tail -1)
 if [ -z "$MESON_VER" ] || ! dpkg --compare-versions "$MESON_VER" ge 1.5 \
     || [ ! -x "$VMC_CACHE/tools/meson-$MESON_VER/usr/bin/meson" ]; then
-    MESON_VER=$(papt_cache madison meson 2>/dev/null | awk -F'|' '$3 ~ /Packages/ { gsub(/ /, "", $2); print $2 }' \
+    MESON_VER=$({ papt_cache madison meson 2>/dev/null || true; } | awk -F'|' '$3 ~ /Packages/ { gsub(/ /, "", $2); print $2 }' \
         | sort -uV | tail -1)
 fi
 [ -n "$MESON_VER" ] && dpkg --compare-versions "$MESON_VER" ge 1.5 \

@@ -1,25 +1,31 @@
 #!/usr/bin/env bash
 # The main job: boot the default pseries guest with vmcd behind the spapr-vmc device and show the
 # upstream ibmvmc driver binding and an HMC session exchanging messages. Does all set-up itself.
-#   scripts/run-vm.sh            run the demo session in the guest, then power off
-#   scripts/run-vm.sh --shell    same, then leave you in the guest's shell (exit with Ctrl-a x)
-#   scripts/run-vm.sh --print-cmdline   only print the QEMU command line to use spapr-vmc yourself
+#   scripts/run-vm.sh [guest options]            run the demo session in the guest, then power off
+#   scripts/run-vm.sh --shell [guest options]    same, then leave you in the guest's shell (Ctrl-a x)
+#   scripts/run-vm.sh --print-cmdline            only print the vmcd and QEMU command lines
+# Guest options (as scripts/boot-test.sh): --kernel 6.1|6.12, --driver-src DIR,
+#   --kernel-image FILE [--modules-dir DIR]
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 . "$VMC_REPO/scripts/lib/vm.sh"
 
-mode=demo
-case "${1:-}" in
-    --shell) mode=shell ;;
-    --print-cmdline) mode=print ;;
-    ""|--demo) ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
-    *) die "unknown option $1 (try --help)" ;;
-esac
+mode=demo guest_opts=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --shell) mode=shell ;;
+        --print-cmdline) mode=print ;;
+        --demo) mode=demo ;;
+        --kernel|--driver-src|--kernel-image|--modules-dir) guest_opts+=("$1" "${2:?$1 needs a value}"); shift ;;
+        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+        *) die "unknown option $1 (try --help)" ;;
+    esac
+    shift
+done
 
 work=$(mktemp -d /tmp/vmc-run.XXXXXX)
 trap 'vm_cleanup' EXIT
-vm_prepare
+vm_prepare "${guest_opts[@]}"
 sock="$work/vmcd.sock"
 append='vmc.test="basic --drc 0x81000001 --mtu 4096"'
 [ "$mode" = shell ] && append="$append vmc.shell=1"

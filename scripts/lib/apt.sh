@@ -5,7 +5,10 @@
 # installed with the system apt (apt_ensure in common.sh). Source after common.sh.
 # shellcheck shell=bash
 
-PAPT_ROOT=${PAPT_ROOT:-$VMC_CACHE/apt}
+# PAPT_ROOT: the private root. By default one per generated sources list, under $VMC_CACHE/apt/
+# (set by papt_update), so scripts with different suites or mirrors never rewrite each other's
+# lists; set it to use a fixed folder instead.
+PAPT_ROOT=${PAPT_ROOT:-}
 # Suites the private root knows. Binary suites carry amd64 (kbuild, linux-source, meson) and
 # ppc64el (kernel, headers, busybox); trixie is needed for QEMU 10.0's source only.
 PAPT_SUITES_BIN=${PAPT_SUITES_BIN:-"bookworm bookworm-updates bookworm-backports"}
@@ -13,37 +16,53 @@ PAPT_SUITES_SRC=${PAPT_SUITES_SRC:-"bookworm bookworm-backports trixie"}
 PAPT_MAX_AGE=${PAPT_MAX_AGE:-86400}   # seconds before the private lists are refreshed
 
 # papt_host_archive [security]: the Debian archive base URL the host already uses (deb822
-# .sources or a classic sources.list), so mirrors and proxies configured by the admin are kept.
-# Falls back to deb.debian.org. Reads only; prints one URL.
+# .sources or classic .list files under $PAPT_HOST_ETC, default /etc/apt), so mirrors configured
+# by the admin are kept. Only entries for a Debian 12 suite count (bookworm*, not a vendor
+# repository listed before it); disabled stanzas and non-http(s) URIs are skipped. Falls back to
+# deb.debian.org. Reads only; prints one URL without a trailing slash.
 papt_host_archive() {
     local want=${1:-main} url="" f
     local etc=${PAPT_HOST_ETC:-/etc/apt}
     for f in "$etc"/sources.list.d/*.sources; do
         [ -f "$f" ] || continue
-        # deb822: a stanza is a block of lines; take URIs of a stanza whose Suites match.
+        # deb822: a stanza is a block of lines (paragraph mode copes with a missing final newline).
         url=$(awk -v want="$want" '
             BEGIN { RS = ""; FS = "\n" }
             {
-                uris = ""; suites = ""; enabled = 1
+                uris = ""; suites = ""; types = ""; enabled = 1
                 for (i = 1; i <= NF; i++) {
                     line = $i
                     if (line ~ /^[ \t]*#/) continue
                     if (line ~ /^URIs:/)    { sub(/^URIs:[ \t]*/, "", line); uris = line }
-                    if (line ~ /^Suites:/)  { sub(/^Suites:[ \t]*/, "", line); suites = line }
-                    if (line ~ /^Enabled:[ \t]*no/) enabled = 0
+                    if (line ~ /^Suites:/)  { sub(/^Suites:[ \t]*/, "", line); suites = " " line " " }
+                    if (line ~ /^Types:/)   { types = line }
+                    if (line ~ /^Enabled:[ \t]*[Nn]o/) enabled = 0
                 }
-                if (!enabled || uris == "" || suites == "") next
-                sec = (suites ~ /-security/)
-                if ((want == "security") == sec) { split(uris, u, /[ \t]+/); print u[1]; exit }
+                if (!enabled || types !~ /[ \t]deb([ \t]|$)/) next
+                if (want == "security") { if (suites !~ /[ \t]bookworm-security[ \t]/) next }
+                else if (suites !~ /[ \t]bookworm(-updates|-backports)?[ \t]/) next
+                n = split(uris, u, /[ \t]+/)
+                for (k = 1; k <= n; k++) if (u[k] ~ /^https?:\/\//) { print u[k]; exit }
             }' "$f")
         [ -n "$url" ] && break
     done
-    if [ -z "$url" ] && [ -f "$etc/sources.list" ]; then
-        if [ "$want" = security ]; then
-            url=$(awk '$1 == "deb" && $0 ~ /-security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' "$etc/sources.list")
-        else
-            url=$(awk '$1 == "deb" && $0 !~ /-security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' "$etc/sources.list")
-        fi
+    if [ -z "$url" ]; then
+        for f in "$etc"/sources.list "$etc"/sources.list.d/*.list; do
+            [ -f "$f" ] || continue
+            # deb [options] URI SUITE COMPONENT...
+            url=$(awk -v want="$want" '
+                $1 != "deb" { next }
+                {
+                    i = 2
+                    if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+                    uri = $i; suite = $(i + 1)
+                    if (uri !~ /^https?:\/\//) next
+                    if (want == "security") { if (suite != "bookworm-security") next }
+                    else if (suite !~ /^bookworm(-updates|-backports)?$/) next
+                    print uri; exit
+                }' "$f")
+            [ -n "$url" ] && break
+        done
     fi
     if [ -z "$url" ]; then
         [ "$want" = security ] && url=http://deb.debian.org/debian-security || url=http://deb.debian.org/debian
@@ -51,61 +70,68 @@ papt_host_archive() {
     printf '%s\n' "${url%/}"
 }
 
-# papt_write_sources: (re)write the private sources list from the host's archive URLs.
-papt_write_sources() {
-    local main sec key s list="$PAPT_ROOT/etc/sources.list"
+# papt_sources: the private sources list, generated from the host's archive URLs.
+papt_sources() {
+    local main sec key s
     main=$(papt_host_archive main); sec=$(papt_host_archive security)
     key=/usr/share/keyrings/debian-archive-keyring.gpg
-    mkdir -p "$PAPT_ROOT/etc/empty.d" "$PAPT_ROOT/lists/partial" "$PAPT_ROOT/cache/archives/partial"
-    {
-        echo "# generated by VmcBackend scripts/lib/apt.sh from the host's archive URLs; private to the cache"
-        for s in $PAPT_SUITES_BIN; do
-            echo "deb [arch=amd64,ppc64el signed-by=$key] $main $s main"
-        done
-        # ppc64el from the security suite has failed to download before: amd64 only there.
-        echo "deb [arch=amd64 signed-by=$key] $sec bookworm-security main"
-        for s in $PAPT_SUITES_SRC; do
-            echo "deb-src [signed-by=$key] $main $s main"
-        done
-    } >"$list.tmp"
-    mv "$list.tmp" "$list"
+    echo "# generated by VmcBackend scripts/lib/apt.sh from the host's archive URLs; private to the cache"
+    for s in $PAPT_SUITES_BIN; do
+        echo "deb [arch=amd64,ppc64el signed-by=$key] $main $s main"
+    done
+    # Kernel updates land in the security suite first. Its ppc64el index has failed to download
+    # before: papt_update tolerates a failing index, and the newest kernel is then taken from
+    # the suites that did download.
+    echo "deb [arch=amd64,ppc64el signed-by=$key] $sec bookworm-security main"
+    for s in $PAPT_SUITES_SRC; do
+        echo "deb-src [signed-by=$key] $main $s main"
+    done
 }
 
+# papt_opts: the options that make apt use the private root only. The package caches are named
+# explicitly (container images often switch them off in apt.conf.d, and then every apt-cache call
+# re-parses ~90 MB of lists).
+papt_opts() {
+    PAPT_OPTS=(
+        -o Dir::Etc::sourcelist="$PAPT_ROOT/etc/sources.list" -o Dir::Etc::sourceparts="$PAPT_ROOT/etc/empty.d"
+        -o Dir::Etc::preferences=/dev/null -o Dir::Etc::preferencesparts="$PAPT_ROOT/etc/empty.d"
+        -o Dir::State::Lists="$PAPT_ROOT/lists" -o Dir::State::status=/dev/null
+        -o Dir::Cache="$PAPT_ROOT/cache" -o Dir::Cache::archives="$PAPT_ROOT/cache/archives"
+        -o Dir::Cache::pkgcache=pkgcache.bin -o Dir::Cache::srcpkgcache=srcpkgcache.bin
+        -o APT::Architecture=amd64 -o APT::Architectures::=amd64 -o APT::Architectures::=ppc64el
+    )
+}
 # papt ARGS...: apt-get with the private configuration.
 papt() {
-    apt-get -q \
-        -o Dir::Etc::sourcelist="$PAPT_ROOT/etc/sources.list" -o Dir::Etc::sourceparts="$PAPT_ROOT/etc/empty.d" \
-        -o Dir::Etc::preferences=/dev/null -o Dir::Etc::preferencesparts="$PAPT_ROOT/etc/empty.d" \
-        -o Dir::State::Lists="$PAPT_ROOT/lists" -o Dir::State::status=/dev/null \
-        -o Dir::Cache="$PAPT_ROOT/cache" -o Dir::Cache::archives="$PAPT_ROOT/cache/archives" \
-        -o APT::Architecture=amd64 -o APT::Architectures::=amd64 -o APT::Architectures::=ppc64el \
-        -o Debug::NoLocking=1 -o APT::Sandbox::User=root "$@"
+    papt_opts
+    apt-get -q "${PAPT_OPTS[@]}" -o Debug::NoLocking=1 -o APT::Sandbox::User=root "$@"
 }
 # papt_cache ARGS...: apt-cache with the private configuration.
 papt_cache() {
-    apt-cache \
-        -o Dir::Etc::sourcelist="$PAPT_ROOT/etc/sources.list" -o Dir::Etc::sourceparts="$PAPT_ROOT/etc/empty.d" \
-        -o Dir::Etc::preferences=/dev/null -o Dir::Etc::preferencesparts="$PAPT_ROOT/etc/empty.d" \
-        -o Dir::State::Lists="$PAPT_ROOT/lists" -o Dir::State::status=/dev/null \
-        -o Dir::Cache="$PAPT_ROOT/cache" \
-        -o APT::Architecture=amd64 -o APT::Architectures::=amd64 -o APT::Architectures::=ppc64el "$@"
+    papt_opts
+    apt-cache "${PAPT_OPTS[@]}" "$@"
 }
 
-# papt_update [--force]: refresh the private lists when older than PAPT_MAX_AGE (or forced).
-# One failing index is tolerated (apt-get update exits non-zero then); callers check that the
-# records they need resolve and name what is missing.
+# papt_update [--force]: choose the private root for the current sources list and refresh its
+# lists when older than PAPT_MAX_AGE (or forced). A failing index is tolerated (apt-get update
+# exits non-zero then, and keeps that index's previous list if it had one); callers check that
+# the records they need resolve and name what is missing.
 papt_update() {
-    local stamp="$PAPT_ROOT/updated" now age
+    local text stamp now age
+    text=$(papt_sources)
+    [ -n "$PAPT_ROOT" ] || PAPT_ROOT="$VMC_CACHE/apt/$(sha256sum <<<"$text" | cut -c1-12)"
+    mkdir -p "$PAPT_ROOT/etc/empty.d" "$PAPT_ROOT/lists/partial" "$PAPT_ROOT/cache/archives/partial"
     exec 8>"$VMC_CACHE/apt.lock"
-    flock -w 900 8 || die "timed out waiting for another script's private apt update"
-    papt_write_sources
+    flock -w 900 8 || die "timed out waiting for another script's private apt update ($VMC_CACHE/apt.lock)"
+    printf '%s\n' "$text" >"$PAPT_ROOT/etc/sources.list"
+    stamp="$PAPT_ROOT/updated"
     now=$(date +%s)
     age=$(( now - $(stat -c %Y "$stamp" 2>/dev/null || echo 0) ))
     if [ "${1:-}" = --force ] || [ "$age" -ge "$PAPT_MAX_AGE" ] || ! cmp -s "$PAPT_ROOT/etc/sources.list" "$stamp"; then
-        log "updating the private apt lists (Debian $PAPT_SUITES_BIN; sources $PAPT_SUITES_SRC)"
+        log "updating the private apt lists in $PAPT_ROOT (Debian $PAPT_SUITES_BIN bookworm-security; sources $PAPT_SUITES_SRC)"
         if ! papt update >"$PAPT_ROOT/update.log" 2>&1; then
             log "apt-get update (private) reported errors; continuing if the needed packages resolve:"
-            grep -E '^(E|W):' "$PAPT_ROOT/update.log" | head -5 | sed 's/^/    /' >&2
+            grep -E '^(E|W|Err):' "$PAPT_ROOT/update.log" | head -5 | sed 's/^/    /' >&2
         fi
         cp "$PAPT_ROOT/etc/sources.list" "$stamp"
     fi
@@ -122,16 +148,20 @@ papt_candidate() {
     printf '%s\n' "$v"
 }
 
-# papt_download DIR PKG[:ARCH][=VER]... [-- SUITE-HINT]: download .debs into DIR unless present.
+# papt_download DIR WHERE PKG[:ARCH][=VER]...: download .debs into DIR unless present; a package
+# that cannot be found names itself and WHERE (the suites it was looked for in).
 papt_download() {
-    local dir=$1 p name; shift
+    local dir=$1 where=$2 p name ver; shift 2
     mkdir -p "$dir"
     for p in "$@"; do
         name=${p%%[:=]*}
-        case "$p" in *=*) ls "$dir/${name}_${p#*=}"_*.deb >/dev/null 2>&1 && continue ;;
-                     *)   ls "$dir/${name}"_*.deb >/dev/null 2>&1 && continue ;; esac
+        case "$p" in
+            *=*) ver=${p#*=}; ver=${ver//:/%3a}
+                 ls "$dir/${name}_${ver}"_*.deb >/dev/null 2>&1 && continue ;;
+            *)   ls "$dir/${name}"_*.deb >/dev/null 2>&1 && continue ;;
+        esac
         (cd "$dir" && papt download "$p" >"$dir/.download.log" 2>&1) \
-            || die "cannot download $p from Debian ($PAPT_SUITES_BIN): $(grep -m1 '^E:' "$dir/.download.log")"
+            || die "cannot download $p from Debian $where: $(grep -m1 '^E:' "$dir/.download.log") (private apt root $PAPT_ROOT; delete $PAPT_ROOT/updated to refresh its lists)"
     done
 }
 
@@ -141,4 +171,18 @@ papt_source() {
     mkdir -p "$dir"
     (cd "$dir" && papt source "$p" >"$dir/.source.log" 2>&1) \
         || die "cannot fetch source $p from Debian ($PAPT_SUITES_SRC): $(grep -m1 '^E:' "$dir/.source.log")"
+}
+
+# papt_newest REGEX [WHERE]: the highest-versioned package name matching REGEX (names only), or
+# die naming the pattern and the suites it was looked for in (WHERE, default all binary suites).
+papt_newest() {
+    local n
+    n=$(papt_cache pkgnames 2>/dev/null | grep -E "$1" | sort -V | tail -1)
+    [ -n "$n" ] || die "no package matching '$1' in Debian ${2:-$PAPT_SUITES_BIN bookworm-security} (private apt root $PAPT_ROOT; see $PAPT_ROOT/update.log, or delete $PAPT_ROOT/updated to refresh)"
+    printf '%s\n' "$n"
+}
+
+# papt_field PKG[:ARCH][=VER] FIELD: one control field of the package's record (empty if none).
+papt_field() {
+    papt_cache show "$1" 2>/dev/null | awk -v f="$2:" '$1 == f { sub(/^[^:]*:[ \t]*/, ""); print; exit }'
 }

@@ -36,7 +36,10 @@ apt_ensure() {
         || die "apt-get install ${missing[*]} failed"
 }
 
-# hash_inputs FILE|DIR... : short stable hash of the contents of files (dirs recursed, sorted).
+# hash_inputs FILE|DIR... : short stable hash of the contents and names of files (dirs recursed,
+# sorted). Names inside the clone are hashed relative to it, so the key does not depend on where
+# the clone lives.
 hash_inputs() {
-    find "$@" -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
+    { find "$@" -type f -print0 2>/dev/null || true; } | sort -z | xargs -0 -r sha256sum \
+        | sed "s|  $VMC_REPO/|  |" | sha256sum | cut -c1-16
 }

@@ -1,30 +1,98 @@
-# Starting vmcd and a pseries guest with the spapr-vmc device. Source after common.sh.
+# Starting vmcd and a pseries guest with the spapr-vmc device: the ONE place the QEMU command
+# line is written and the ONE wait helper. Source after common.sh.
+#   vm_prepare [build-guest options]    QEMU, VMCD and the guest (KERNEL, INITRD, GUEST_*)
+#   vm_guest [build-guest options]      only the guest (e.g. the next kernel of a matrix)
+#   vmcd_start SOCKET LOG [vmcd options] / qemu_start SOCKET APPEND LOG TIMEOUT [--reboot] ...
+#   qmp SOCKET COMMAND...               QMP commands on a monitor socket
+#   qemu_base_args / qemu_vmc_args / qemu_guest_args / qemu_args: pieces of the command line
+#   wait_until / wait_for_socket / wait_for_line: poll a condition with a deadline
 # shellcheck shell=bash
 
 VM_PIDS=()
 vm_cleanup() {
     local p
     for p in "${VM_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    sleep 0.2
-    for p in "${VM_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    for p in "${VM_PIDS[@]}"; do
+        wait_until 2 "" eval "! kill -0 $p 2>/dev/null" || kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
     VM_PIDS=()
     return 0
 }
 
-# vm_prepare: build (or take from the cache) QEMU, the guest image and vmcd.
-# Sets QEMU, KERNEL, INITRD, GUEST_ABI, VMCD.
-vm_prepare() {
+# last_value NAME OUTPUT: the last NAME=value line of a build script's output.
+last_value() { sed -n "s/^$1=//p" <<<"$2" | tail -1; }
+
+# vm_tools: build (or take from the cache) QEMU and vmcd: vm_qemu sets QEMU, vm_vmcd sets VMCD.
+# VMC_QEMU / VMC_VMCD name binaries to use instead (your own qemu-system-ppc64 with spapr-vmc, an
+# installed vmcd).
+vm_tools() { vm_qemu; vm_vmcd; }
+vm_qemu() {
     local out
-    out=$("$VMC_REPO/scripts/build-qemu.sh") || die "building QEMU failed (see above)"
-    QEMU=$(sed -n 's/^QEMU=//p' <<<"$out" | tail -1)
-    out=$("$VMC_REPO/scripts/build-guest.sh") || die "building the guest image failed (see above)"
-    KERNEL=$(sed -n 's/^KERNEL=//p' <<<"$out" | tail -1)
-    INITRD=$(sed -n 's/^INITRD=//p' <<<"$out" | tail -1)
-    GUEST_ABI=$(sed -n 's/^GUEST_ABI=//p' <<<"$out" | tail -1)
-    [ -x "$QEMU" ] && [ -f "$KERNEL" ] && [ -f "$INITRD" ] || die "QEMU/guest build did not produce its files"
-    out=$("$VMC_REPO/scripts/build-vmcd.sh") || die "building vmcd failed (see above)"
-    VMCD=$(sed -n 's/^VMCD=//p' <<<"$out" | tail -1)
+    if [ -n "${VMC_QEMU:-}" ]; then
+        QEMU=$VMC_QEMU
+    else
+        out=$("$VMC_REPO/scripts/build-qemu.sh") || die "building QEMU failed (see above)"
+        QEMU=$(last_value QEMU "$out")
+    fi
+    [ -x "$QEMU" ] || die "no usable QEMU binary '$QEMU' (from VMC_QEMU or scripts/build-qemu.sh)"
 }
+vm_vmcd() {
+    local out
+    if [ -n "${VMC_VMCD:-}" ]; then
+        VMCD=$VMC_VMCD
+    else
+        out=$("$VMC_REPO/scripts/build-vmcd.sh") || die "building vmcd failed (see above)"
+        VMCD=$(last_value VMCD "$out")
+    fi
+    [ -x "$VMCD" ] || die "no usable vmcd binary '$VMCD' (from VMC_VMCD or scripts/build-vmcd.sh)"
+}
+
+# vm_guest [build-guest options]: build (or take from the cache) the guest image.
+# Sets KERNEL, INITRD, GUEST_KERNEL (label), GUEST_ABI, GUEST_APPEND, DRIVER_SRC, IBMVMC_KO; on failure
+# returns 1 with build-guest.sh's error line in VM_GUEST_ERROR (its whole output went to stderr).
+vm_guest() {
+    local out errf
+    errf=$(mktemp /tmp/vmc-guest-err.XXXXXX)
+    if ! out=$("$VMC_REPO/scripts/build-guest.sh" "$@" 2> >(tee "$errf" >&2)); then
+        sleep 0.1   # let tee finish
+        VM_GUEST_ERROR=$(sed -n 's/^error: //p' "$errf" | tail -1)
+        VM_GUEST_ERROR=${VM_GUEST_ERROR:-"scripts/build-guest.sh $* failed (output above)"}
+        rm -f "$errf"
+        return 1
+    fi
+    rm -f "$errf"
+    KERNEL=$(last_value KERNEL "$out"); INITRD=$(last_value INITRD "$out")
+    GUEST_KERNEL=$(last_value GUEST_KERNEL "$out"); GUEST_ABI=$(last_value GUEST_ABI "$out")
+    GUEST_APPEND=$(last_value GUEST_APPEND "$out"); DRIVER_SRC=$(last_value DRIVER_SRC "$out")
+    IBMVMC_KO=$(last_value IBMVMC_KO "$out")
+    [ -f "$KERNEL" ] && [ -f "$INITRD" ] || die "scripts/build-guest.sh did not produce its files"
+}
+
+# vm_prepare [build-guest options]: QEMU, vmcd and the guest image.
+vm_prepare() {
+    vm_tools
+    vm_guest "$@" || die "building the guest image failed (see above)"
+}
+
+# wait_until SECONDS PID CMD...: run CMD every 0.1 s until it succeeds (0), PID (unless empty)
+# has ended (2, after one last try) or SECONDS have passed (1).
+wait_until() {
+    local secs=$1 pid=$2 end; shift 2
+    end=$(( $(date +%s%N) + secs * 1000000000 ))
+    while :; do
+        "$@" && return 0
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then "$@" && return 0; return 2; fi
+        [ "$(date +%s%N)" -lt "$end" ] || return 1
+        sleep 0.1
+    done
+}
+# wait_for_socket SOCKET SECONDS [PID]: until SOCKET exists as a socket.
+wait_for_socket() { wait_until "$2" "${3:-}" test -S "$1"; }
+# wait_for_line LOG REGEX SECONDS [PID]: until LOG has a line matching the extended REGEX.
+wait_for_line() { wait_until "$3" "${4:-}" grep -aqE "$2" "$1"; }
+# count_lines LOG REGEX: how many lines of LOG match.
+count_lines() { grep -acE "$2" "$1" 2>/dev/null || true; }
 
 # vmcd_start SOCKET LOG [vmcd options...]: start vmcd, wait until it listens. Sets VMCD_PID.
 vmcd_start() {
@@ -33,43 +101,111 @@ vmcd_start() {
     "$VMCD" --socket "$sock" "$@" >>"$logf" 2>&1 &
     VMCD_PID=$!
     VM_PIDS+=("$VMCD_PID")
-    local i
-    for i in $(seq 1 100); do
-        [ -S "$sock" ] && return 0
-        kill -0 "$VMCD_PID" 2>/dev/null || { cat "$logf" >&2; die "vmcd exited at start"; }
-        sleep 0.05
+    wait_for_socket "$sock" 10 "$VMCD_PID" && return 0
+    cat "$logf" >&2
+    die "vmcd did not start listening on $sock (log above: $logf)"
+}
+
+# qemu_reconnect_opt: the chardev option that makes QEMU reconnect to vmcd every second
+# (QEMU 9.2 replaced reconnect=SECONDS by reconnect-ms=MILLISECONDS; 10.0 removed the old one).
+qemu_reconnect_opt() {
+    if [ "${QEMU_RECONNECT_FOR:-}" != "$QEMU" ]; then
+        local v maj min
+        v=$("$QEMU" --version 2>/dev/null | sed -n 's/^QEMU emulator version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
+        read -r maj min <<<"${v:-0 0}"
+        if [ "$maj" -gt 9 ] || { [ "$maj" -eq 9 ] && [ "$min" -ge 2 ]; }; then
+            QEMU_RECONNECT=reconnect-ms=1000
+        else
+            QEMU_RECONNECT=reconnect=1
+        fi
+        QEMU_RECONNECT_FOR=$QEMU
+    fi
+    echo "$QEMU_RECONNECT"
+}
+
+# qemu_base_args [memfd|memfd-unshared|plain]: the pseries machine (VOF firmware, no graphics,
+# console on stdio) with 1 GiB of RAM; vmcd needs it as a shared memfd (the default). Sets QEMU_ARGS.
+qemu_base_args() {
+    QEMU_ARGS=(-M pseries,x-vof=on,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off
+               -L /usr/share/qemu -vga none -nographic -m 1G)
+    case "${1:-memfd}" in
+        memfd) QEMU_ARGS+=(-object memory-backend-memfd,id=ram0,size=1G,share=on -machine memory-backend=ram0) ;;
+        memfd-unshared) QEMU_ARGS+=(-object memory-backend-memfd,id=ram0,size=1G,share=off -machine memory-backend=ram0) ;;
+        plain) ;;
+        *) die "qemu_base_args: unknown RAM kind $1" ;;
+    esac
+}
+
+# qemu_vmc_args [--id ID] [--props P] [--no-reconnect] SOCKET: append the chardev to vmcd and the
+# spapr-vmc device to QEMU_ARGS.
+qemu_vmc_args() {
+    local id=vmc0 props="" reconnect
+    reconnect=$(qemu_reconnect_opt)
+    while [ $# -gt 1 ]; do
+        case "$1" in
+            --id) id=$2; shift ;;
+            --props) props=,$2; shift ;;
+            --no-reconnect) reconnect="" ;;
+            *) die "qemu_vmc_args: unknown option $1" ;;
+        esac
+        shift
     done
-    die "vmcd did not create $sock within 5 s"
+    QEMU_ARGS+=(-chardev "socket,id=$id,path=$1${reconnect:+,$reconnect}" -device "spapr-vmc,chardev=$id$props")
 }
 
-# The QEMU command line users need for spapr-vmc (printed by run-vm.sh too).
-# qemu_args SOCKET APPEND
+# qemu_guest_args APPEND: append the test guest's kernel, initramfs and command line.
+qemu_guest_args() {
+    QEMU_ARGS+=(-kernel "$KERNEL" -initrd "$INITRD" -append "console=hvc0 ${GUEST_APPEND:-} $1")
+}
+
+# qemu_args SOCKET APPEND [--reboot]: the whole command line users need for spapr-vmc and the
+# test guest (printed by run-vm.sh --print-cmdline). Without --reboot a guest reboot ends QEMU.
 qemu_args() {
-    local sock=$1 append=$2
-    QEMU_ARGS=(
-        -M pseries,x-vof=on,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off
-        -L /usr/share/qemu -vga none -nographic -no-reboot
-        -m 1G -object memory-backend-memfd,id=ram0,size=1G,share=on -machine memory-backend=ram0
-        -chardev "socket,id=vmc0,path=$sock,reconnect=1" -device spapr-vmc,chardev=vmc0
-        -kernel "$KERNEL" -initrd "$INITRD" -append "console=hvc0 $append"
-    )
+    qemu_base_args
+    qemu_vmc_args "$1"
+    qemu_guest_args "$2"
+    [ "${3:-}" = --reboot ] || QEMU_ARGS+=(-no-reboot)
 }
 
-# qemu_start SOCKET APPEND LOG TIMEOUT: boot the guest in the background, console into LOG.
+# qemu_start SOCKET APPEND LOG TIMEOUT [--reboot] [--stdin FILE] [QEMU-ARG...]: boot the guest in
+# the background, console into LOG (input from FILE, default /dev/null), killed after TIMEOUT
+# seconds; extra QEMU arguments go last (e.g. -qmp). Sets QEMU_PID.
 qemu_start() {
-    qemu_args "$1" "$2"
-    timeout --kill-after=5 "$4" "$QEMU" "${QEMU_ARGS[@]}" </dev/null >"$3" 2>&1 &
+    local sock=$1 append=$2 logf=$3 secs=$4 reboot="" input=/dev/null
+    shift 4
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --reboot) reboot=--reboot; shift ;;
+            --stdin) input=$2; shift 2 ;;
+            *) break ;;
+        esac
+    done
+    qemu_args "$sock" "$append" "$reboot"
+    QEMU_ARGS+=("$@")
+    timeout --kill-after=5 "$secs" "$QEMU" "${QEMU_ARGS[@]}" <"$input" >"$logf" 2>&1 &
     QEMU_PID=$!
     VM_PIDS+=("$QEMU_PID")
 }
 
-# wait_for_line LOG REGEX SECONDS PID: wait until LOG has a line matching REGEX (0) or PID ends / time runs out (1).
-wait_for_line() {
-    local logf=$1 re=$2 secs=$3 pid=$4 end=$((SECONDS + $3))
-    while [ $SECONDS -lt $end ]; do
-        grep -qE "$re" "$logf" 2>/dev/null && return 0
-        kill -0 "$pid" 2>/dev/null || { grep -qE "$re" "$logf" 2>/dev/null; return; }
-        sleep 0.2
-    done
-    return 1
+# qmp SOCKET COMMAND...: run QMP commands on a monitor socket (a command name, or a whole JSON
+# object); prints "<milliseconds for all of them> <last reply as JSON>". Fails when the monitor
+# does not answer within 10 s.
+qmp() {
+    python3 - "$@" <<'PY'
+import json, socket, sys, time
+t0 = time.monotonic()
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+f.readline()
+for cmd in ["qmp_capabilities"] + sys.argv[2:]:
+    f.write((cmd if cmd.startswith("{") else json.dumps({"execute": cmd})) + "\n")
+    f.flush()
+    while True:
+        r = json.loads(f.readline())
+        if "return" in r or "error" in r:
+            break
+print(int((time.monotonic() - t0) * 1000), json.dumps(r))
+PY
 }

@@ -1,22 +1,26 @@
+using VmcBackend.ReferenceFrontEnd;
 using VmcBackend.Transport.Interop;
 using VmcBackend.Transport.Memory;
+using VmcBackend.Transport.Protocol;
 
 namespace VmcBackend.Transport.Tests;
 
 public class GuestMemoryMapTests
 {
-    private SharedMemfd _a = null!, _b = null!;
+    private Memfd _a = null!, _b = null!;
     private GuestMemoryMap _map = null!;
     private const ulong Base = 0x10_0000, Size = 0x10000;
+
+    private static OwnedFd Dup(Memfd m) => new(Tmds.Linux.LibC.dup(m.File.Number));
 
     [SetUp]
     public void Map()
     {
-        _a = new SharedMemfd("a", Size);
-        _b = new SharedMemfd("b", Size);
+        _a = new Memfd("a", Size);
+        _b = new Memfd("b", Size);
         _map = new GuestMemoryMap();
         // Two adjacent regions: [Base, Base+Size) from a, [Base+Size, Base+2*Size) from b.
-        Assert.That(_map.TryReplace([new GuestRegion(Base, Size, 0), new GuestRegion(Base + Size, Size, 0)], [_a.Fd, _b.Fd], out var err), err);
+        Assert.That(_map.TryReplace([new MemRegion(Base, Size, 0), new MemRegion(Base + Size, Size, 0)], [Dup(_a), Dup(_b)], out var err), err);
     }
 
     [TearDown]
@@ -45,29 +49,38 @@ public class GuestMemoryMapTests
         Assert.That(_map.TryRead(Base + Size, []), "zero length inside");
         Assert.That(_map.TryRead(Base, new byte[Size]), "a whole region");
         Assert.That(_map.TryRead(Base, new byte[Size + 1]), Is.False);
-        Assert.That(_map.Contains(Base, ulong.MaxValue), Is.False);
     }
 
     [Test]
-    public void InvalidTablesChangeNothing()
+    public void InvalidTablesChangeNothingAndCloseTheirFds()
     {
-        Assert.That(_map.TryReplace([new GuestRegion(0, Size, 0), new GuestRegion(Size / 2, Size, 0)], [_a.Fd, _b.Fd], out var e1), Is.False);
+        Assert.That(_map.TryReplace([new MemRegion(0, Size, 0), new MemRegion(Size / 2, Size, 0)], [Dup(_a), Dup(_b)], out var e1), Is.False);
         Assert.That(e1, Does.Contain("overlap"));
-        Assert.That(_map.TryReplace([new GuestRegion(0, 2 * Size, 0)], [_a.Fd], out var e2), Is.False, "region larger than the fd");
+        Assert.That(_map.TryReplace([new MemRegion(0, 2 * Size, 0)], [Dup(_a)], out var e2), Is.False, "region larger than the fd");
         Assert.That(e2, Does.Contain("bytes"));
-        int efd = LibC.EventFd(0, LibC.EFD_CLOEXEC);
-        Assert.That(_map.TryReplace([new GuestRegion(0, 4096, 0)], [efd], out var e3), Is.False);
-        Assert.That(e3, Does.Contain("memfd"));
-        LibC.Close(efd);
-        Assert.That(_map.TryReplace([new GuestRegion(0, 4096, 0)], [], out _), Is.False);
-        Assert.That(_map.RegionCount, Is.EqualTo(2), "the old table is still in place");
-        Assert.That(_map.TryRead(Base, new byte[8]));
+        using (var efd = Fd.EventFd())
+        {
+            Assert.That(_map.TryReplace([new MemRegion(0, 4096, 0)], [new OwnedFd(Tmds.Linux.LibC.dup(efd.Number))], out var e3), Is.False);
+            Assert.That(e3, Does.Contain("memfd"));
+        }
+        Assert.That(_map.TryReplace([new MemRegion(0, 4096, 0)], [], out _), Is.False);
+        Assert.That(_map.TryReplace([new MemRegion(0, 4096, 4096 * 100)], [Dup(_a)], out _), Is.False, "offset beyond the fd");
+        Assert.That(_map.TryRead(Base, new byte[8]) && _map.TryRead(Base + Size, new byte[8]), "the old table is still in place");
+    }
+
+    [Test]
+    public void UnsealedMemfdIsRefused()
+    {
+        using var unsealed = new Memfd("unsealed", Size, seal: false);
+        Assert.That(_map.TryReplace([new MemRegion(0, Size, 0)], [Dup(unsealed)], out var e), Is.False);
+        Assert.That(e, Does.Contain("sealed"));
+        Assert.That(_map.TryRead(Base + Size, new byte[8]), "the old table is still in place");
     }
 
     [Test]
     public void ReplacingUnmapsTheOldTable()
     {
-        Assert.That(_map.TryReplace([new GuestRegion(0, Size, 0)], [_b.Fd], out _));
+        Assert.That(_map.TryReplace([new MemRegion(0, Size, 0)], [Dup(_b)], out _));
         Assert.That(_map.TryRead(Base, new byte[1]), Is.False);
         Assert.That(_map.TryWrite(0, [7]));
         Assert.That(_b.Span[0], Is.EqualTo(7));

@@ -3,49 +3,45 @@
 # realize failure (each must print its own clear message), the device-tree node (dumped with
 # -machine dumpdtb), the connection set-up against tests/qemu/fake_vmcd.py (an independent
 # back-end written from the protocol document), what QEMU says and does when a back-end
-# misbehaves (it keeps running, answers QMP and reconnects), and real vmcd once it speaks v2;
-# then tests/qemu/guest-checks.sh (a minimal guest with the real ibmvmc driver;
-# VMC_SKIP_GUEST_CHECKS=1 skips it).
-# Prints "PASS: name" / "FAIL: name: why" / "SKIP: name: why", then "N passed, N failed, N skipped";
-# exits non-zero on failure.
+# misbehaves (it keeps running, answers QMP and reconnects), and the set-up with real vmcd; then
+# tests/qemu/guest-checks.sh (the test guest with the real ibmvmc driver; VMC_SKIP_GUEST_CHECKS=1
+# skips it). QEMU command lines and waits come from scripts/lib/vm.sh (VMC_QEMU / VMC_VMCD name
+# other binaries). Prints "PASS: name" / "FAIL: name: why" / "SKIP: name: why", then
+# "N passed, N failed, N xfailed, N skipped"; exits non-zero on failure.
 set -uo pipefail
 . "$(dirname "$0")/../../scripts/lib/common.sh"
+. "$VMC_REPO/scripts/lib/vm.sh"
+. "$VMC_REPO/scripts/lib/results.sh"
 
 work=$(mktemp -d /tmp/vmc-devchk.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-passed=0 failed=0 skipped=0
-pass() { echo "PASS: $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $1: $2"; failed=$((failed + 1)); }
-skip() { echo "SKIP: $1: $2"; skipped=$((skipped + 1)); }
-finish() { echo "$passed passed, $failed failed, $skipped skipped"; [ "$failed" -eq 0 ]; exit; }
+# a stopped back-end must be continued to die
+trap 'for p in "${VM_PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; done; vm_cleanup; rm -rf "$work"' EXIT
+pass() { result PASS "$1"; }
+fail() { result FAIL "$1" "$2"; }
+skip() { result SKIP "$1" "$2"; }
 
-out=$("$VMC_REPO/scripts/build-qemu.sh") || { fail build-qemu "scripts/build-qemu.sh failed"; finish; }
-QEMU=$(sed -n 's/^QEMU=//p' <<<"$out" | tail -1)
-[ -x "$QEMU" ] || { fail build-qemu "no QEMU binary"; finish; }
+vm_tools
 if "$QEMU" --version | grep -q 'version 10\.0\.'; then pass qemu-10.0; else fail qemu-10.0 "$("$QEMU" --version | head -1)"; fi
 command -v dtc >/dev/null || apt_ensure device-tree-compiler
 FAKE=(python3 "$VMC_REPO/tests/qemu/fake_vmcd.py")
 
-MACHINE=(-M pseries,x-vof=on,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off
-         -L /usr/share/qemu -vga none -nographic -nodefaults -m 1G)
-MEMFD=(-object memory-backend-memfd,id=ram0,size=1G,share=on -machine memory-backend=ram0)
+# The machine of scripts/lib/vm.sh without default devices, with plain RAM (MACHINE) or the
+# shared memfd vmcd needs (MACHINE + MEMFD).
+qemu_base_args plain; base=("${QEMU_ARGS[@]}")
+qemu_base_args memfd; MEMFD=("${QEMU_ARGS[@]:${#base[@]}}")
+MACHINE=("${base[@]}" -nodefaults)
 RAM_HINT='Use -object memory-backend-memfd,id=ram0,size=<-m size>,share=on -machine memory-backend=ram0'
+# vmc_args SOCKET [PROPS]: the chardev and the device (VMC) as vm.sh writes them
+vmc_args() { QEMU_ARGS=(); qemu_vmc_args ${2:+--props "$2"} "$1"; VMC=("${QEMU_ARGS[@]}"); }
 
 # start_backend NAME ARGS...: start the fake back-end on $work/NAME.sock; sets SOCK, BPID
 start_backend() {
-    local name=$1 i; shift
+    local name=$1; shift
     SOCK="$work/$name.sock"
     rm -f "$SOCK"
     "${FAKE[@]}" "$@" --socket "$SOCK" >"$work/$name.backend.log" 2>&1 &
-    BPID=$!; PIDS+=("$BPID")
-    for i in $(seq 1 100); do [ -S "$SOCK" ] && return 0; sleep 0.05; done
-    return 1
+    BPID=$!; VM_PIDS+=("$BPID")
+    wait_for_socket "$SOCK" 5 "$BPID"
 }
 
 # run_qemu NAME SECONDS ARGS...: run QEMU to completion (bounded), output in $work/NAME.out; sets RC
@@ -71,45 +67,18 @@ expect_failure() {
     head -2 "$work/$name.out" | sed 's/^/    /' >&2
 }
 
-# QEMU in the background, paused (-S: no guest code runs), with a QMP socket; sets QPID, QMP
+# start_qemu NAME ARGS...: QEMU in the background, paused (-S: no guest code runs), with a QMP
+# socket; sets QPID, QMP
 start_qemu() {
     local name=$1; shift
     QMP="$work/$name.qmp"
     "$QEMU" "${MACHINE[@]}" "${MEMFD[@]}" -S -qmp "unix:$QMP,server=on,wait=off" "$@" \
         </dev/null >"$work/$name.out" 2>&1 &
-    QPID=$!; PIDS+=("$QPID")
-    local i; for i in $(seq 1 100); do [ -S "$QMP" ] && return 0; sleep 0.05; done
-    return 1
-}
-# qmp SOCKET CMD...: run QMP commands (a name, or a JSON object); prints "<milliseconds> <last reply>"
-qmp() {
-    python3 - "$@" <<'PY'
-import json, socket, sys, time
-t0 = time.monotonic()
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(10)
-s.connect(sys.argv[1])
-f = s.makefile("rw")
-f.readline()
-for cmd in ["qmp_capabilities"] + sys.argv[2:]:
-    f.write((cmd if cmd.startswith("{") else json.dumps({"execute": cmd})) + "\n"); f.flush()
-    while True:
-        r = json.loads(f.readline())
-        if "return" in r or "error" in r:
-            break
-print(int((time.monotonic() - t0) * 1000), json.dumps(r))
-PY
+    QPID=$!; VM_PIDS+=("$QPID")
+    wait_for_socket "$QMP" 5 "$QPID"
 }
 stop_qemu() { qmp "$QMP" quit >/dev/null 2>&1; wait "$QPID" 2>/dev/null; }
-# wait_file FILE SECONDS EXTENDED-REGEX [MIN-COUNT]: poll until FILE has MIN-COUNT (1) matching lines
-wait_file() {
-    local end=$((SECONDS + $2)) n=${4:-1}
-    while [ "$SECONDS" -lt "$end" ]; do
-        [ "$(grep -aEc -- "$3" "$1" 2>/dev/null)" -ge "$n" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
+stop_backend() { kill "$BPID" 2>/dev/null; wait "$BPID" 2>/dev/null; }
 
 # --- properties ---------------------------------------------------------------------------
 run_qemu help 20 -device spapr-vmc,help
@@ -124,40 +93,43 @@ else
 fi
 
 # --- realize failures (no back-end is needed for any of them) -----------------------------
-NB="socket,id=vmc0,path=$work/nobody.sock,reconnect-ms=1000"
+vmc_args "$work/nobody.sock"; NB=("${VMC[@]}")
 run_qemu no-chardev 30 "${MACHINE[@]}" "${MEMFD[@]}" -device spapr-vmc
 expect_failure no-chardev "spapr-vmc: missing chardev" "Use -chardev socket,id=vmc0,path=<back-end socket>,reconnect-ms=1000"
 
 run_qemu not-a-socket 30 "${MACHINE[@]}" "${MEMFD[@]}" -chardev null,id=vmc0 -device spapr-vmc,chardev=vmc0
 expect_failure not-a-socket "chardev 'vmc0' must be a unix socket (the back-end gets file descriptors)"
 
-run_qemu ram-not-memfd 30 "${MACHINE[@]}" -chardev "$NB" -device spapr-vmc,chardev=vmc0
+run_qemu ram-not-memfd 30 "${MACHINE[@]}" "${NB[@]}"
 expect_failure ram-not-memfd "guest RAM must be a shareable memfd that the back-end can map, but 'ppc_spapr.ram' is not" "$RAM_HINT"
 
 run_qemu ram-memfd-not-shared 30 "${MACHINE[@]}" -object memory-backend-memfd,id=ram0,size=1G,share=off \
-    -machine memory-backend=ram0 -chardev "$NB" -device spapr-vmc,chardev=vmc0
+    -machine memory-backend=ram0 "${NB[@]}"
 expect_failure ram-memfd-not-shared "guest RAM must be a shareable memfd that the back-end can map, but 'ram0' is not" "$RAM_HINT"
 
 run_qemu ram-memfd-not-sealed 30 "${MACHINE[@]}" -object memory-backend-memfd,id=ram0,size=1G,share=on,seal=off \
-    -machine memory-backend=ram0 -chardev "$NB" -device spapr-vmc,chardev=vmc0
+    -machine memory-backend=ram0 "${NB[@]}"
 expect_failure ram-memfd-not-sealed "guest RAM 'ram0' is not a memfd sealed against shrinking and growing" "Use memory-backend-memfd with seal=on"
 
-run_qemu second-device 30 "${MACHINE[@]}" "${MEMFD[@]}" -chardev "$NB" -device spapr-vmc,chardev=vmc0 \
-    -chardev "socket,id=vmc1,path=$work/nobody.sock,reconnect-ms=1000" -device spapr-vmc,chardev=vmc1
+QEMU_ARGS=(); qemu_vmc_args "$work/nobody.sock"; qemu_vmc_args --id vmc1 "$work/nobody.sock"
+run_qemu second-device 30 "${MACHINE[@]}" "${MEMFD[@]}" "${QEMU_ARGS[@]}"
 expect_failure second-device "only one spapr-vmc device is supported per guest"
 
-run_qemu timeout-zero 30 "${MACHINE[@]}" "${MEMFD[@]}" -chardev "$NB" -device spapr-vmc,chardev=vmc0,timeout-ms=0
+vmc_args "$work/nobody.sock" timeout-ms=0
+run_qemu timeout-zero 30 "${MACHINE[@]}" "${MEMFD[@]}" "${VMC[@]}"
 expect_failure timeout-zero "timeout-ms must be 1..60000, not 0"
 
-run_qemu window-unaligned 30 "${MACHINE[@]}" "${MEMFD[@]}" -chardev "$NB" -device spapr-vmc,chardev=vmc0,remote-window-size=0x1234
+vmc_args "$work/nobody.sock" remote-window-size=0x1234
+run_qemu window-unaligned 30 "${MACHINE[@]}" "${MEMFD[@]}" "${VMC[@]}"
 expect_failure window-unaligned "remote-window-size must be a non-zero multiple of 4 KiB, not 0x1234"
 
-run_qemu riobn-conflict 30 "${MACHINE[@]}" "${MEMFD[@]}" -chardev "$NB" -device spapr-vmc,chardev=vmc0,reg=0x71000010,riobn=0x71000010
+vmc_args "$work/nobody.sock" reg=0x71000010,riobn=0x71000010
+run_qemu riobn-conflict 30 "${MACHINE[@]}" "${MEMFD[@]}" "${VMC[@]}"
 expect_failure riobn-conflict "remote LIOBN 0x71000010 is already in use" "Choose another with riobn="
 
 # --- the guest may start before any back-end: realize does not wait ------------------------
 t0=$SECONDS
-if start_qemu nobackend -chardev "$NB" -device spapr-vmc,chardev=vmc0 \
+if start_qemu nobackend "${NB[@]}" \
     && read -r ms reply < <(qmp "$QMP" query-status) && [[ "$reply" == *'"status": "prelaunch"'* ]]; then
     pass starts-without-backend; echo "    query-status after $((SECONDS - t0)) s: $reply" >&2
 else
@@ -197,7 +169,8 @@ check_dt() {
 }
 # dump_dt NAME DEVICE-OPTIONS: the device tree of a paused QEMU (QMP dumpdtb), in $work/NAME.dtb
 dump_dt() {
-    start_qemu "$1" -chardev "$NB" -device "spapr-vmc,chardev=vmc0$2" \
+    vmc_args "$work/nobody.sock" "${2#,}"
+    start_qemu "$1" "${VMC[@]}" \
         && qmp "$QMP" "{\"execute\": \"dumpdtb\", \"arguments\": {\"filename\": \"$work/$1.dtb\"}}" >/dev/null
     stop_qemu
 }
@@ -208,8 +181,8 @@ check_dt dt-riobn-and-window-size "$work/dt-props.dtb" 0x4000000 0x12345678
 
 # --- set-up against the fake back-end (QEMU paused: no guest needed) -----------------------
 start_backend ok --remote-window-size 0x2000000 || fail fake-start "the fake back-end did not start"
-start_qemu setup -chardev "socket,id=vmc0,path=$SOCK,reconnect-ms=1000" -device spapr-vmc,chardev=vmc0
-if wait_file "$work/ok.backend.log" 10 'channel size 0x8000 sq 512 oq 1024' \
+vmc_args "$SOCK"; start_qemu setup "${VMC[@]}"
+if wait_for_line "$work/ok.backend.log" 'channel size 0x8000 sq 512 oq 1024' 10 \
     && grep -q 'request SET_FEATURES flags 0x2 size 8 fds 0' "$work/ok.backend.log" \
     && grep -q 'features 0x1' "$work/ok.backend.log" \
     && grep -q 'region 0: gpa 0x0 size 0x40000000 offset 0x0 sealed' "$work/ok.backend.log" \
@@ -219,34 +192,34 @@ else
     fail setup-features-memtable-channel "back-end log: $(tr '\n' ' ' <"$work/ok.backend.log" | head -c 700)"
 fi
 qmp "$QMP" system_reset >/dev/null
-if wait_file "$work/ok.backend.log" 10 'RESET: the queue'; then pass system-reset-sends-reset
+if wait_for_line "$work/ok.backend.log" 'RESET: the queue' 10; then pass system-reset-sends-reset
 else fail system-reset-sends-reset "no RESET reached the back-end"; fi
 stop_qemu
 if [ -s "$work/setup.out" ]; then fail setup-quiet "QEMU printed: $(head -c 300 "$work/setup.out")"; else pass setup-quiet; fi
-kill "$BPID"; wait "$BPID" 2>/dev/null
+stop_backend
 
 # memory hotplug: the MemoryListener sends the new table (feature MEM_TABLE_UPDATES)
 start_backend hotplug || fail fake-start "the fake back-end did not start"
-start_qemu hotplug -m 1G,slots=2,maxmem=2G -chardev "socket,id=vmc0,path=$SOCK,reconnect-ms=1000" -device spapr-vmc,chardev=vmc0
-wait_file "$work/hotplug.backend.log" 10 'channel size 0x8000'
+vmc_args "$SOCK"; start_qemu hotplug -m 1G,slots=2,maxmem=2G "${VMC[@]}"
+wait_for_line "$work/hotplug.backend.log" 'channel size 0x8000' 10
 qmp "$QMP" '{"execute": "object-add", "arguments": {"qom-type": "memory-backend-memfd", "id": "m1", "size": 268435456, "share": true}}' \
     '{"execute": "device_add", "arguments": {"driver": "pc-dimm", "id": "d1", "memdev": "m1"}}' >"$work/hotplug.qmp.out"
-if wait_file "$work/hotplug.backend.log" 10 'region 1: gpa 0x40000000 size 0x10000000 offset 0x0 sealed' \
+if wait_for_line "$work/hotplug.backend.log" 'region 1: gpa 0x40000000 size 0x10000000 offset 0x0 sealed' 10 \
     && [ "$(grep -c 'request SET_MEM_TABLE' "$work/hotplug.backend.log")" -eq 2 ]; then
     pass memory-hotplug-updates-table
 else
     fail memory-hotplug-updates-table "QMP: $(cat "$work/hotplug.qmp.out"); back-end: $(grep 'MEM_TABLE\|region' "$work/hotplug.backend.log" | tr '\n' ' ')"
 fi
 stop_qemu
-kill "$BPID"; wait "$BPID" 2>/dev/null
+stop_backend
 
 # backend_refused NAME "QEMU message" FAKE-ARGS...: QEMU keeps running (QMP answers), prints the
 # message once although it reconnects every second, and connects again
 backend_refused() {
     local name=$1 want=$2 ms reply; shift 2
     start_backend "$name" "$@" || { fail "$name" "the fake back-end did not start"; return; }
-    start_qemu "$name" -chardev "socket,id=vmc0,path=$SOCK,reconnect-ms=1000" -device spapr-vmc,chardev=vmc0
-    if ! wait_file "$work/$name.backend.log" 15 '^fake-vmcd: connection 3$'; then
+    vmc_args "$SOCK"; start_qemu "$name" "${VMC[@]}"
+    if ! wait_for_line "$work/$name.backend.log" '^fake-vmcd: connection 3$' 15 "$QPID"; then
         fail "$name" "QEMU did not reconnect: $(tail -3 "$work/$name.backend.log" | tr '\n' ' ')"
     elif ! read -r ms reply < <(qmp "$QMP" query-status) || [ "$ms" -gt 2000 ]; then
         fail "$name" "QMP query-status: ${ms:-no answer} ms"
@@ -256,7 +229,7 @@ backend_refused() {
         pass "$name"; grep -F -- "$want" "$work/$name.out" | sed 's/^/    /' >&2
     fi
     stop_qemu
-    kill "$BPID"; wait "$BPID" 2>/dev/null
+    stop_backend
 }
 backend_refused backend-other-version "spapr-vmc: the back-end speaks vmc-user version 1; this QEMU speaks version 2" --mode bad-version
 backend_refused backend-refuses-features "spapr-vmc: the back-end refused SET_FEATURES: Invalid argument" --mode refuse-features
@@ -267,40 +240,27 @@ grep -qF 'Restart QEMU with -device spapr-vmc,remote-window-size=0x4000000' "$wo
     && pass backend-window-too-big-hint || fail backend-window-too-big-hint "$(head -c 400 "$work/backend-window-too-big.out")"
 backend_refused backend-too-many-segments "spapr-vmc: the back-end offers 300 RDMA segments per copy (must be 1..254)" --max-segments 300
 
-# --- real vmcd ----------------------------------------------------------------------------
-# vmcd speaks vmc-user version 1 until the "transport" work lands version 2; the lead sets
-# VMC_VMCD_V2=1 (or removes this switch) at the merge.
-# VMC_VMCD=<binary> tests that vmcd instead of building this clone's.
-if [ "${VMC_VMCD_V2:-0}" != 1 ]; then
-    skip vmcd-setup "vmcd still speaks vmc-user v1 (set VMC_VMCD_V2=1 once it speaks v2)"
-elif [ -z "${VMC_VMCD:-}" ] && ! vout=$("$VMC_REPO/scripts/build-vmcd.sh" 2>"$work/vmcd-build.log"); then
-    fail vmcd-setup "scripts/build-vmcd.sh failed: $(tail -3 "$work/vmcd-build.log" | tr '\n' ' ')"
+# --- real vmcd (vmc-user version 2; VMC_VMCD=<binary> tests another vmcd) -------------------
+SOCK="$work/vmcd.sock"
+vmcd_start "$SOCK" "$work/vmcd.backend.log"
+vmc_args "$SOCK"
+start_qemu vmcd -trace spapr_vmc_connected "${VMC[@]}"
+if wait_for_line "$work/vmcd.out" 'spapr_vmc_connected' 15 "$QPID" && ! grep -q 'spapr-vmc:' "$work/vmcd.out"; then
+    pass vmcd-setup
 else
-    VMCD=${VMC_VMCD:-$(sed -n 's/^VMCD=//p' <<<"$vout" | tail -1)}
-    SOCK="$work/vmcd.sock"; rm -f "$SOCK"
-    "$VMCD" --socket "$SOCK" >"$work/vmcd.backend.log" 2>&1 &
-    BPID=$!; PIDS+=("$BPID")
-    start_qemu vmcd -trace spapr_vmc_connected -chardev "socket,id=vmc0,path=$SOCK,reconnect-ms=1000" \
-        -device spapr-vmc,chardev=vmc0
-    if wait_file "$work/vmcd.out" 15 'spapr_vmc_connected' && ! grep -q 'spapr-vmc:' "$work/vmcd.out"; then
-        pass vmcd-setup
-    else
-        fail vmcd-setup "QEMU printed: $(head -c 400 "$work/vmcd.out" | tr '\n' ' ')"
-    fi
-    stop_qemu
-    kill "$BPID"; wait "$BPID" 2>/dev/null
+    fail vmcd-setup "QEMU printed: $(head -c 400 "$work/vmcd.out" | tr '\n' ' ')"
 fi
+stop_qemu
+kill "$VMCD_PID"; wait "$VMCD_PID" 2>/dev/null
 
-# --- guest level (minimal Debian guest with the real ibmvmc driver) ------------------------
+# --- guest level (the test guest with the real ibmvmc driver and vmcprobe.ko) -------------------
+# Its result lines count here; its own closing line is shown indented.
 if [ "${VMC_SKIP_GUEST_CHECKS:-0}" = 1 ]; then
     skip guest-checks "VMC_SKIP_GUEST_CHECKS=1"
 else
-    "$VMC_REPO/tests/qemu/guest-checks.sh" | tee "$work/guest.out"
-    grc=${PIPESTATUS[0]}
-    passed=$((passed + $(grep -c '^PASS: ' "$work/guest.out")))
-    skipped=$((skipped + $(grep -c '^SKIP: ' "$work/guest.out")))
-    g=$(grep -c '^FAIL: ' "$work/guest.out")
-    if [ "$grc" -ne 0 ] && [ "$g" -eq 0 ]; then g=1; echo "FAIL: guest-checks: exited with $grc"; fi
-    failed=$((failed + g))
+    f0=$R_FAIL
+    results_from "    guest-checks: " "$VMC_REPO/tests/qemu/guest-checks.sh"
+    grc=$?
+    [ "$grc" = 0 ] || [ "$R_FAIL" -gt "$f0" ] || fail guest-checks "exited with $grc"
 fi
-finish
+results_finish

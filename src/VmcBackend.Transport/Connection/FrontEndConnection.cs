@@ -1,283 +1,378 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
+using System.Net.Sockets;
 using Serilog;
-using VmcBackend.Engine;
 using VmcBackend.Engine.Backend;
 using VmcBackend.Engine.Memory;
+using VmcBackend.Transport.Channel;
 using VmcBackend.Transport.Framing;
 using VmcBackend.Transport.Interop;
 using VmcBackend.Transport.Memory;
-using VmcBackend.Transport.Notify;
 using VmcBackend.Transport.Protocol;
+using VmcBackend.Wire.Hcall;
 
 namespace VmcBackend.Transport.Connection;
 
-/// <summary>Per-connection statistics (read by vmcd's log and the benchmarks).</summary>
-public sealed class ConnectionStats
-{
-    public long Requests, BusyTicks;
-}
-
 /// <summary>
-/// One front-end (one VM): its own engine, guest memory map, call eventfd and state page. Runs on
-/// its own thread: reads a frame, validates it completely, dispatches it to the engine, replies.
-/// Any malformed frame ends the connection with one clear error line; nothing escapes.
+/// One front-end (one VM) speaking vmc-user version 2: its back-end (made by the factory), its
+/// guest memory map, its channel. Runs on its own thread (<see cref="Run"/>): an epoll loop on the
+/// socket, the kick eventfd and a stop eventfd; on every wake-up it processes the socket frames
+/// already received, then the submission ring, then the request slot (docs/protocol.md, "Memory
+/// ordering"), and retries the back-end's pending output at least every 10 ms. Anything malformed
+/// from the front-end ends this connection with one clear log line; nothing escapes Run.
 /// </summary>
-public sealed class FrontEndConnection : IDisposable
+public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
 {
-    private const int EINVAL = 22;
-    private readonly FrameSocket _frames;
-    private readonly GuestMemoryMap _memory = new();
-    private readonly FrontEndNotifier _notifier = new();
-    private readonly V1GuestQueue _queue;
-    private readonly ILogger _log;
-    private readonly GuestSegment[] _segments = new GuestSegment[VmcUserLayout.MaxSegments];
-    private readonly byte[] _reply = new byte[64];
-    private readonly GuestRegion[] _regions = new GuestRegion[VmcUserLayout.MaxRegions];
-    private volatile bool _stopping;
+    /// <summary>Feature bits the transport itself implements, offered on top of the back-end's own.</summary>
+    public const VmcUserFeatures TransportFeatures = VmcUserFeatures.MemTableUpdates;
 
-    public FrontEndConnection(int socketFd, VmcLimits limits, ILogger log, string name)
+    private const int EINVAL = 22;
+    private const int RetryMs = 10;
+    private const uint TagSocket = 0, TagKick = 1, TagStop = 2;
+
+    private readonly Socket _socket;
+    private readonly FrameSocket _frames;
+    private readonly VmcBackendFactory _factory;
+    private readonly ILogger _log;
+    private readonly GuestMemoryMap _memory = new();
+    private readonly EventFd _stop;
+    private readonly Epoll _epoll;
+    private readonly byte[] _reply = new byte[FrameHeader.MaxPayload];
+    private readonly MemRegion[] _regions = new MemRegion[MemTableRequest.MaxRegions];
+    private readonly GuestSegment[] _segments = new GuestSegment[SlotLayout.MaxSegments];
+    private readonly long _spinTicks;
+    private IVmcBackend? _backend;
+    private SharedChannel? _channel;
+    private VmcUserFeatures _offered, _features;
+    private bool _memTableSet, _again, _notify, _closing;
+    private (ChannelFailure Reason, string Text)? _failure;
+    private long _items, _busyTicks, _allocatedAtStart;
+
+    /// <param name="spinMicroseconds">How long to poll the rings before sleeping in epoll (0: never).</param>
+    public FrontEndConnection(Socket socket, VmcBackendFactory factory, ILogger log, string name, int spinMicroseconds = 0)
     {
-        _frames = new FrameSocket(socketFd);
+        _socket = socket;
+        _frames = new FrameSocket(socket);
+        _factory = factory;
         _log = log.ForContext("Connection", name);
+        _spinTicks = spinMicroseconds * Stopwatch.Frequency / 1_000_000;
         Name = name;
-        _queue = new V1GuestQueue(_memory, _notifier, _log);
-        Engine = (VmcEngine)VmcEngine.Factory(limits, _log)(_queue);
+        _stop = EventFd.Create();
+        try { _epoll = new Epoll(); }
+        catch { _stop.Dispose(); throw; }
     }
 
     public string Name { get; }
-    public VmcEngine Engine { get; }
-    public ConnectionStats Stats { get; } = new();
-    /// <summary>Why the connection ended (null while running or after an orderly close).</summary>
-    public string? Failure { get; private set; }
 
-    public void RequestStop() => _stopping = true;
+    /// <summary>Wakes the loop and makes it end (from any thread).</summary>
+    public void RequestStop() => _stop.Signal();
 
-    /// <summary>Serves the connection until the front-end closes it, a malformed frame arrives, or stop is requested.</summary>
-    public unsafe void Run()
+    // ---- IVmcFrontEnd (called by the back-end on this connection's thread)
+
+    IGuestMemory IVmcFrontEnd.Memory => _memory;
+
+    bool IVmcFrontEnd.TryPostEntry(ReadOnlySpan<byte> entry) => _channel != null && _channel.TryPost(entry);
+
+    // Deferred to the end of the pass: one call eventfd write per batch, however often the back-end asks.
+    void IVmcFrontEnd.Notify() => _notify = true;
+
+    void IVmcFrontEnd.Fail(ChannelFailure reason, string text) => _failure ??= (reason, text);
+
+    // ---- the loop
+
+    /// <summary>Serves the connection until the front-end closes it, breaks the protocol, or stop is requested.</summary>
+    public void Run()
     {
+        // The back-end logs through its own logger: with Enrich.FromLogContext its lines carry the
+        // connection's name too (this thread is the connection's only one).
+        using var context = Serilog.Context.LogContext.PushProperty("Connection", Name);
         _log.Information("front-end connected");
+        _allocatedAtStart = GC.GetAllocatedBytesForCurrentThread();
         try
         {
-            while (!_stopping)
-            {
-                if (Engine.HasPendingOutput)
-                {
-                    var pfd = new LibC.PollFd { Fd = _frames.Fd, Events = LibC.POLLIN };
-                    if (LibC.Poll(&pfd, 1, 1) == 0) { Engine.Poll(); if (_queue.Failure != null) { Fail(_queue.Failure); break; } continue; }
-                }
-                var err = _frames.Read(out var header);
-                if (err == FrameError.Closed)
-                {
-                    _log.Information("front-end disconnected after {Requests} requests, {BusyMs:F1} ms inside vmcd",
-                        Stats.Requests, Stats.BusyTicks * 1000.0 / Stopwatch.Frequency);
-                    break;
-                }
-                if (err != FrameError.None) { Fail(Describe(err)); break; }
-                long t0 = Stopwatch.GetTimestamp();
-                bool ok = Handle(header);
-                _frames.CloseFds();
-                Stats.Requests++;
-                Stats.BusyTicks += Stopwatch.GetTimestamp() - t0;
-                if (!ok) break;
-                if (_queue.Failure != null) { Fail(_queue.Failure); break; }
-            }
+            _backend = _factory(this);
+            _offered = TransportFeatures | (VmcUserFeatures)_backend.Features;
+            _epoll.Add((int)_socket.Handle, TagSocket);
+            _epoll.Add(_stop.Fd, TagStop);
+            Loop(_backend);
         }
         catch (Exception e)
         {
-            Fail($"internal error: {e.Message}");
+            Close($"internal error: {e.GetType().Name}: {e.Message}");
             _log.Debug(e, "connection failure detail");
-        }
-        finally
-        {
-            _frames.CloseFds();
+            SendChannelFailed(ChannelFailure.InternalError, $"vmcd internal error: {e.Message}");
         }
     }
 
-    private static string Describe(FrameError e) => e switch
+    private void Loop(IVmcBackend backend)
     {
-        FrameError.Truncated => "truncated frame (connection closed mid-frame)",
-        FrameError.Oversized => $"frame payload larger than {VmcUserHeader.MaxPayload} bytes",
-        FrameError.TooManyFds => $"file descriptors on a payload, truncated, or more than {VmcUserHeader.MaxFds} in one frame",
-        _ => $"socket error {LibC.LastError}",
-    };
+        int timeout = 0;
+        while (true)
+        {
+            uint ready = _epoll.Wait(timeout);
+            if ((ready & (1u << (int)TagStop)) != 0) { _log.Information("closing front-end connection: vmcd is stopping"); return; }
+            if ((ready & (1u << (int)TagKick)) != 0) _channel!.Kick.Drain();
+            long t0 = Stopwatch.GetTimestamp();
+            if (!Service(backend)) return;
+            _busyTicks += Stopwatch.GetTimestamp() - t0;
+            timeout = _again ? 0 : backend.HasPendingOutput ? RetryMs : -1;
+            _again = false;
+            if (timeout < 0 && _spinTicks > 0 && Spin()) timeout = 0;
+        }
+    }
 
-    private bool Fail(string why)
+    /// <summary>Polls the rings for a short while before sleeping; true if work showed up.</summary>
+    private bool Spin()
     {
-        Failure = why;
-        _log.Error("closing front-end connection: {Why}", why);
+        var ch = _channel;
+        if (ch == null) return false;
+        long end = Stopwatch.GetTimestamp() + _spinTicks;
+        do { if (ch.HasWork) return true; Thread.SpinWait(20); }
+        while (Stopwatch.GetTimestamp() < end);
         return false;
     }
 
-    private bool Handle(in VmcUserHeader h)
+    /// <summary>One pass: socket frames, then the SQ, then the slot, then pending output. False: the connection ends.</summary>
+    private bool Service(IVmcBackend backend)
     {
-        if (h.FrameVersion != VmcUserHeader.Version || h.HasUnknownFlags || h.IsReply)
-            return Fail($"frame version {h.FrameVersion} / flags 0x{h.Flags:X} not supported (vmc-user version {VmcUserHeader.Version})");
-        var p = _frames.Payload.AsSpan(0, (int)h.Size);
-        int fds = _frames.FdCount;
-        switch (h.Request)
+        var ch = _channel;
+        // Snapshot the rings before reading the socket: a frame sent before a ring item was
+        // published is then already in the socket and is handled first.
+        int sq = ch?.SqAvailable() ?? 0;
+        bool slot = ch?.HasRequest ?? false;
+        if (!ReadFrames(backend)) return false;
+        // A channel that SET_CHANNEL just brought is served from the next pass (with its own snapshot).
+        if (!ReferenceEquals(ch, _channel)) _again = true;
+        if (ch != null)
         {
-            case VmcUserRequest.GetFeatures:
-                if (!Expect(h, 0, 0)) return false;
-                return ReplyU64(h.Request, VmcUserLayout.SupportedFeatures);
-            case VmcUserRequest.SetFeatures:
+            if (sq < 0) return FailProtocol(ch.Violation!);
+            if (sq > 0)
             {
-                if (!Expect(h, 8, 0)) return false;
-                ulong f = BinaryPrimitives.ReadUInt64LittleEndian(p);
-                if ((f & ~VmcUserLayout.SupportedFeatures) != 0)
+                Span<byte> entry = stackalloc byte[ChannelLayout.EntrySize];
+                for (int i = 0; i < sq && _failure == null; i++)
                 {
-                    ReplyU64(h.Request, EINVAL);
-                    return Fail($"front-end asked for unknown features 0x{f & ~VmcUserLayout.SupportedFeatures:X}");
+                    ch.TakeSqEntry(entry);
+                    backend.SubmitEntry(entry);
+                    _items++;
                 }
-                return ReplyU64(h.Request, 0);
+                ch.PublishSqCons();
             }
-            case VmcUserRequest.GetConfig:
-                if (!Expect(h, 0, 0)) return false;
-                var l = Engine.Limits;
-                VmcUserLayout.WriteConfig(_reply, l.DrcIndex, (uint)l.MaxMtu, (ushort)l.PoolSize, (byte)l.MaxHmcs, Engine.Config.RemoteWindowSize);
-                return Reply(h.Request, _reply.AsSpan(0, VmcUserLayout.ConfigSize));
-            case VmcUserRequest.SetMemTable: return SetMemTable(h, p, fds);
-            case VmcUserRequest.SetCallFd:
-            {
-                if (!Expect(h, 0, 1)) return false;
-                int fd = _frames.Fds[0];
-                if (!IsEventFd(fd)) return Fail("SET_CALL_FD: the fd is not an eventfd");
-                _notifier.SetCallFd(_frames.TakeFd(0));
-                return !h.NeedReply || ReplyU64(h.Request, 0);
-            }
-            case VmcUserRequest.RegCrq: return RegCrq(h, p, fds);
-            case VmcUserRequest.FreeCrq:
-                if (!Expect(h, 0, 0)) return false;
-                _queue.Unregister();
-                return ReplyU64(h.Request, (ulong)(long)Engine.FreeQueue());
-            case VmcUserRequest.SendCrq:
-                if (!Expect(h, 16, 0)) return false;
-                return ReplyU64(h.Request, (ulong)(long)_queue.Submit(p, Engine));
-            case VmcUserRequest.CopyRdma: return CopyRdma(h, p, fds);
-            case VmcUserRequest.RequestVmc:
-            {
-                if (!Expect(h, 0, 0)) return false;
-                long rc = (long)Engine.RequestVmc(out uint drc);
-                BinaryPrimitives.WriteInt64LittleEndian(_reply, rc);
-                BinaryPrimitives.WriteUInt64LittleEndian(_reply.AsSpan(8), drc);
-                return Reply(h.Request, _reply.AsSpan(0, 16));
-            }
-            case VmcUserRequest.Reset:
-                if (!Expect(h, 0, 0)) return false;
-                _queue.Unregister();
-                Engine.Reset();
-                return ReplyU64(h.Request, 0);
-            default:
-                return Fail($"unknown request {(uint)h.Request}");
+            if (slot && _failure == null && ch.Violation == null && !ServeSlot(backend, ch)) return FailProtocol(ch.Violation!);
         }
-    }
-
-    private bool Expect(in VmcUserHeader h, int size, int fds)
-    {
-        if (h.Size != size) return Fail($"{h.Request}: payload of {h.Size} bytes, expected {size}");
-        if (_frames.FdCount != fds) return Fail($"{h.Request}: {_frames.FdCount} fds, expected {fds}");
+        if (_failure == null && backend.HasPendingOutput) backend.Poll();
+        if (_notify)
+        {
+            _notify = false;
+            _channel?.NotifyPosted();
+        }
+        if (ch?.Violation != null) return FailProtocol(ch.Violation);
+        if (_failure is { } f)
+        {
+            Close($"back-end failed the channel ({f.Reason}): {f.Text}");
+            SendChannelFailed(f.Reason, f.Text);
+            return false;
+        }
         return true;
     }
 
-    private bool SetMemTable(in VmcUserHeader h, ReadOnlySpan<byte> p, int fds)
+    private bool ServeSlot(IVmcBackend backend, SharedChannel ch)
     {
-        if (p.Length < 8) return Fail("SET_MEM_TABLE: payload too short");
-        uint n = BinaryPrimitives.ReadUInt32LittleEndian(p);
-        if (n is 0 or > VmcUserLayout.MaxRegions || p.Length != 8 + n * VmcUserLayout.RegionSize)
-            return Fail($"SET_MEM_TABLE: {n} regions in a {p.Length}-byte payload");
-        for (int i = 0; i < n; i++)
+        if (!ch.TryReadRequest(_segments, out var r, out int nseg)) return false;
+        HcallReturn rc;
+        ulong value = 0;
+        switch (r.Kind)
         {
-            var r = p.Slice(8 + i * VmcUserLayout.RegionSize);
-            _regions[i] = new GuestRegion(BinaryPrimitives.ReadUInt64LittleEndian(r), BinaryPrimitives.ReadUInt64LittleEndian(r[8..]), BinaryPrimitives.ReadUInt64LittleEndian(r[16..]));
+            case SlotKind.RegCrq:
+                value = ch.OqPosition;
+                rc = backend.RegisterQueue(r.A0, (r.A1 & SlotLayout.ReconnectFlag) != 0);
+                _log.Information("guest queue registered: {Entries} entries{Reconnect}, {Rc}", r.A0,
+                    (r.A1 & SlotLayout.ReconnectFlag) != 0 ? " (reconnect)" : "", rc);
+                break;
+            case SlotKind.FreeCrq:
+                rc = backend.FreeQueue();
+                value = ch.OqPosition;
+                _log.Information("guest queue freed, {Rc}", rc);
+                break;
+            case SlotKind.CopyRdma:
+                rc = backend.CopyRdma((RdmaDirection)r.A0, r.RemoteIoba, r.Length, _segments.AsSpan(0, nseg));
+                break;
+            default:
+                rc = backend.RequestVmc(out uint drc);
+                value = drc;
+                break;
         }
-        if (!_memory.TryReplace(_regions.AsSpan(0, (int)n), _frames.Fds, out string? error))
+        _items++;
+        ch.Complete(r.Seq, (long)rc, value);
+        return true;
+    }
+
+    private bool FailProtocol(string why)
+    {
+        Close($"protocol violation: {why}");
+        SendChannelFailed(ChannelFailure.ProtocolViolation, why);
+        return false;
+    }
+
+    // ---- socket frames
+
+    private bool ReadFrames(IVmcBackend backend)
+    {
+        while (true)
         {
-            ReplyU64(h.Request, EINVAL);
-            return Fail($"SET_MEM_TABLE: {error}");
+            switch (_frames.TryReadFrame())
+            {
+                case FrameStatus.WouldBlock: return true;
+                case FrameStatus.Closed:
+                    // The allocation figure is this connection thread's own (setup included): it
+                    // does not grow with the number of ring items.
+                    _log.Information("front-end disconnected after {Requests} requests, {BusyMs:F1} ms inside vmcd, {AllocatedBytes} bytes allocated",
+                        _items, _busyTicks * 1000.0 / Stopwatch.Frequency, GC.GetAllocatedBytesForCurrentThread() - _allocatedAtStart);
+                    return false;
+                case FrameStatus.Malformed: return Close(_frames.Error!);
+            }
+            bool ok;
+            try { ok = Handle(backend, _frames.Header); }
+            finally { _frames.ReleaseFrame(); }
+            _items++;
+            if (!ok || _failure != null) return ok;
         }
-        _log.Information("guest memory table: {Regions} regions", n);
+    }
+
+    private bool Handle(IVmcBackend backend, FrameHeader h)
+    {
+        if (!h.IsValidRequestFlags)
+            return Close($"frame flags 0x{h.Flags:X} (request {(uint)h.Request}): vmc-user version {FrameHeader.Version} requests carry flags 0x{FrameHeader.Version:X}");
+        if (!FrameHeader.TryGetShape(h.Request, out int size, out int fds))
+            return Close($"unknown request {(uint)h.Request}");
+        if (size >= 0 && h.Size != size) return Close($"{NameOf(h.Request)}: payload of {h.Size} bytes, expected {size}");
+        if (fds >= 0 && _frames.FdCount != fds) return Close($"{NameOf(h.Request)}: {_frames.FdCount} fds, expected {fds}");
+        var p = _frames.Payload;
+        switch (h.Request)
+        {
+            case VmcUserRequest.GetFeatures:
+                return ReplyU64(h.Request, (ulong)_offered);
+            case VmcUserRequest.SetFeatures:
+            {
+                var f = SetFeaturesRequest.Read(p);
+                if (_channel != null) return RefuseAndClose(h.Request, "SET_FEATURES after SET_CHANNEL");
+                if ((f & ~_offered) != 0) return RefuseAndClose(h.Request, $"SET_FEATURES asks for 0x{(ulong)(f & ~_offered):X}, which vmcd did not offer (offered 0x{(ulong)_offered:X})");
+                _features = f;
+                return ReplyU64(h.Request, 0);
+            }
+            case VmcUserRequest.GetConfig:
+                ConfigReply.From(backend.Config).Write(_reply);
+                return Reply(h.Request, _reply.AsSpan(0, ConfigReply.Size));
+            case VmcUserRequest.SetMemTable:
+                return SetMemTable(h, p);
+            case VmcUserRequest.SetChannel:
+                return SetChannel(h, p);
+            default:   // RESET
+                backend.Reset();
+                _log.Information("device reset");
+                return ReplyU64(h.Request, 0);
+        }
+    }
+
+    private bool SetMemTable(FrameHeader h, ReadOnlySpan<byte> p)
+    {
+        if (!MemTableRequest.TryRead(p, _regions, out int n, out string? error))
+            return Close($"SET_MEM_TABLE: {error}");
+        if (_frames.FdCount != n) return Close($"SET_MEM_TABLE: {n} regions but {_frames.FdCount} fds");
+        if (_channel != null && (_features & VmcUserFeatures.MemTableUpdates) == 0)
+            return RefuseAndClose(h.Request, "SET_MEM_TABLE after SET_CHANNEL without the MEM_TABLE_UPDATES feature");
+        var fds = new OwnedFd[n];
+        for (int i = 0; i < n; i++) fds[i] = _frames.TakeFd(i);
+        if (!_memory.TryReplace(_regions.AsSpan(0, n), fds, out error))
+            return RefuseAndClose(h.Request, $"SET_MEM_TABLE: {error}");
+        _memTableSet = true;
+        _log.Information("guest memory table: {Regions} regions, {MiB} MiB", n, SumMiB(n));
         return ReplyU64(h.Request, 0);
     }
 
-    private void ReadSegments(ReadOnlySpan<byte> p, int count)
+    private ulong SumMiB(int n)
     {
-        for (int i = 0; i < count; i++)
-        {
-            var s = p.Slice(i * VmcUserLayout.SegmentSize);
-            _segments[i] = new GuestSegment(BinaryPrimitives.ReadUInt64LittleEndian(s), BinaryPrimitives.ReadUInt64LittleEndian(s[8..]));
-        }
-    }
-
-    private unsafe bool RegCrq(in VmcUserHeader h, ReadOnlySpan<byte> p, int fds)
-    {
-        if (p.Length < VmcUserLayout.CrqHeaderSize) return Fail("REG_CRQ: payload too short");
-        uint entries = BinaryPrimitives.ReadUInt32LittleEndian(p), tail = BinaryPrimitives.ReadUInt32LittleEndian(p[4..]);
-        uint flags = BinaryPrimitives.ReadUInt32LittleEndian(p[8..]), nseg = BinaryPrimitives.ReadUInt32LittleEndian(p[12..]);
-        if (nseg is 0 or > VmcUserLayout.MaxSegments || p.Length != VmcUserLayout.CrqHeaderSize + nseg * VmcUserLayout.SegmentSize)
-            return Fail($"REG_CRQ: {nseg} segments in a {p.Length}-byte payload");
-        if ((flags & ~VmcUserLayout.CrqFlagReconnect) != 0) return Fail($"REG_CRQ: unknown flags 0x{flags:X}");
-        if (fds != 1) return Fail($"REG_CRQ: {fds} fds, expected 1 (the state memfd)");
-        ReadSegments(p[VmcUserLayout.CrqHeaderSize..], (int)nseg);
         ulong total = 0;
-        for (int i = 0; i < nseg; i++)
+        for (int i = 0; i < n; i++) total += _regions[i].Size;
+        return total >> 20;
+    }
+
+    private bool SetChannel(FrameHeader h, ReadOnlySpan<byte> p)
+    {
+        if (_channel != null) return RefuseAndClose(h.Request, "a second SET_CHANNEL");
+        if (!_memTableSet) return RefuseAndClose(h.Request, "SET_CHANNEL before SET_MEM_TABLE");
+        var req = SetChannelRequest.Read(p);
+        var memfd = _frames.TakeFd(SetChannelRequest.ChannelFd);
+        var kick = EventFd.TryAdopt(_frames.TakeFd(SetChannelRequest.KickFd), out string? e1);
+        var call = EventFd.TryAdopt(_frames.TakeFd(SetChannelRequest.CallFd), out string? e2);
+        var done = EventFd.TryAdopt(_frames.TakeFd(SetChannelRequest.DoneFd), out string? e3);
+        if (kick == null || call == null || done == null)
         {
-            var seg = _segments[i];
-            if (seg.Length == 0 || seg.Length % 16 != 0)
-                return Fail($"REG_CRQ: queue segment {i} is {seg.Length} bytes, not a non-zero multiple of 16");
-            if (!_memory.Contains(seg.Address, seg.Length))
-                return Fail($"REG_CRQ: queue segment {i} ({seg.Address:X}+{seg.Length:X}) is outside guest memory");
-            total += seg.Length;   // at most 254 segments, each inside guest memory: cannot overflow
+            memfd.Dispose();
+            kick?.Dispose(); call?.Dispose(); done?.Dispose();
+            string which = kick == null ? $"kick fd: {e1}" : call == null ? $"call fd: {e2}" : $"done fd: {e3}";
+            return RefuseAndClose(h.Request, $"SET_CHANNEL: {which}");
         }
-        if (total != (ulong)entries * 16)
-            return Fail($"REG_CRQ: segments add up to {total} bytes, but {entries} entries need {(ulong)entries * 16}");
-        if (tail >= entries) return Fail($"REG_CRQ: tail {tail} is outside a queue of {entries} entries");
-        int stateFd = _frames.Fds[0];
-        if (!LibC.TryFstat(stateFd, out uint mode, out long size) || (mode & LibC.S_IFMT) != LibC.S_IFREG || size < 8)
-            return Fail("REG_CRQ: the state fd is not a memfd of at least 8 bytes");
-        if (!SharedMemfd.TryMap(stateFd, 4096, out nint state)) return Fail($"REG_CRQ: cannot map the state memfd (errno {LibC.LastError})");
-        _notifier.SetState(_frames.TakeFd(0), state);
-        long rc = _queue.Register(_segments.AsSpan(0, (int)nseg), entries, tail)
-            ? (long)Engine.RegisterQueue(entries, (flags & VmcUserLayout.CrqFlagReconnect) != 0)
-            : (long)Wire.Hcall.HcallReturn.Parameter;
-        return ReplyU64(h.Request, (ulong)rc);
+        var ch = SharedChannel.TryCreate(req, memfd, kick, call, done, out string? error);
+        if (ch == null) return RefuseAndClose(h.Request, $"SET_CHANNEL: {error}");
+        _channel = ch;
+        _epoll.Add(ch.Kick.Fd, TagKick);
+        _log.Information("channel set: {Size} bytes, rings {Sq}/{Oq}", req.ChannelSize, req.SqEntries, req.OqEntries);
+        return ReplyU64(h.Request, 0);
     }
 
-    private bool CopyRdma(in VmcUserHeader h, ReadOnlySpan<byte> p, int fds)
+    private static string NameOf(VmcUserRequest r) => r switch
     {
-        if (fds != 0) return Fail($"COPY_RDMA: {fds} unexpected fds");
-        if (p.Length < VmcUserLayout.RdmaHeaderSize) return Fail("COPY_RDMA: payload too short");
-        uint dir = BinaryPrimitives.ReadUInt32LittleEndian(p), nseg = BinaryPrimitives.ReadUInt32LittleEndian(p[4..]);
-        ulong length = BinaryPrimitives.ReadUInt64LittleEndian(p[8..]), remote = BinaryPrimitives.ReadUInt64LittleEndian(p[16..]);
-        if (nseg > VmcUserLayout.MaxSegments || p.Length != VmcUserLayout.RdmaHeaderSize + nseg * VmcUserLayout.SegmentSize)
-            return Fail($"COPY_RDMA: {nseg} segments in a {p.Length}-byte payload");
-        ReadSegments(p[VmcUserLayout.RdmaHeaderSize..], (int)nseg);
-        long rc = (long)Engine.CopyRdma((RdmaDirection)dir, remote, length, _segments.AsSpan(0, (int)nseg));
-        return ReplyU64(h.Request, (ulong)rc);
+        VmcUserRequest.GetFeatures => "GET_FEATURES",
+        VmcUserRequest.SetFeatures => "SET_FEATURES",
+        VmcUserRequest.GetConfig => "GET_CONFIG",
+        VmcUserRequest.SetMemTable => "SET_MEM_TABLE",
+        VmcUserRequest.SetChannel => "SET_CHANNEL",
+        VmcUserRequest.Reset => "RESET",
+        _ => $"request {(uint)r}",
+    };
+
+    /// <summary>Status EINVAL, then the connection closes (docs/protocol.md: refused features, unsealed memory, bad channel).</summary>
+    private bool RefuseAndClose(VmcUserRequest request, string why)
+    {
+        ReplyU64(request, EINVAL);
+        return Close(why);
     }
 
-    private static bool IsEventFd(int fd)
+    /// <summary>The one error line of a connection that ends badly (later reasons, e.g. a failed reply, go to Debug).</summary>
+    private bool Close(string why)
     {
-        try { return new FileInfo($"/proc/self/fd/{fd}").LinkTarget == "anon_inode:[eventfd]"; }
-        catch (IOException) { return false; }
+        if (_closing) _log.Debug("also: {Why}", why);
+        else _log.Error("closing front-end connection: {Why}", why);
+        _closing = true;
+        return false;
+    }
+
+    private void SendChannelFailed(ChannelFailure reason, string text)
+    {
+        int n = ChannelFailedMessage.Write(_reply, reason, text);
+        _frames.Write(VmcUserRequest.ChannelFailed, FrameHeader.Version, _reply.AsSpan(0, n));
     }
 
     private bool ReplyU64(VmcUserRequest request, ulong value)
     {
-        BinaryPrimitives.WriteUInt64LittleEndian(_reply, value);
-        return Reply(request, _reply.AsSpan(0, 8));
+        U64Reply.Write(_reply, value);
+        return Reply(request, _reply.AsSpan(0, U64Reply.Size));
     }
 
     private bool Reply(VmcUserRequest request, ReadOnlySpan<byte> payload)
     {
-        if (_frames.Write(request, VmcUserHeader.Version | VmcUserHeader.ReplyFlag, payload)) return true;
-        _log.Information("front-end went away while replying");
-        return false;
+        string? error = _frames.Write(request, FrameHeader.ReplyFlags, payload);
+        return error == null || Close($"replying to {NameOf(request)}: {error}");
     }
 
     public void Dispose()
     {
-        Engine.Reset();
-        _notifier.Dispose();
+        using var context = Serilog.Context.LogContext.PushProperty("Connection", Name);
+        try { _backend?.Reset(); }
+        catch (Exception e) { _log.Debug(e, "back-end reset at disconnect failed"); }
+        (_backend as IDisposable)?.Dispose();
+        _channel?.Dispose();
         _memory.Dispose();
+        _epoll.Dispose();
+        _stop.Dispose();
     }
 }

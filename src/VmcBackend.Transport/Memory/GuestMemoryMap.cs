@@ -1,80 +1,79 @@
 using System.Threading;
 using VmcBackend.Engine.Memory;
 using VmcBackend.Transport.Interop;
+using VmcBackend.Transport.Protocol;
 
 namespace VmcBackend.Transport.Memory;
 
-/// <summary>One guest RAM region: guest-physical range mapped from a memfd.</summary>
-public readonly record struct GuestRegion(ulong GuestPhysical, ulong Size, ulong MmapOffset);
-
 /// <summary>
-/// Guest RAM as vmcd sees it: the memory table's memfd regions mapped MAP_SHARED. This is where
+/// Guest RAM as vmcd sees it: the memory table's sealed memfd regions mapped shared. This is where
 /// every guest memory access is bounds-checked: an access must lie wholly inside one region
-/// (overflow-safe arithmetic), otherwise it fails and touches nothing.
+/// (overflow-safe arithmetic), otherwise it fails and touches nothing. A new table
+/// (SET_MEM_TABLE) replaces the old one as a whole, between two ring items (one thread).
 /// </summary>
 public sealed unsafe class GuestMemoryMap : IGuestMemory, IDisposable
 {
-    private readonly record struct Mapping(ulong Gpa, ulong Size, nint Base);
-    private Mapping[] _maps = [];
-
-    public int RegionCount => _maps.Length;
+    private readonly record struct Region(ulong Gpa, ulong Size, SharedMapping Mapping);
+    private Region[] _regions = [];
 
     /// <summary>
-    /// Validates and maps a new table, then unmaps the old one. On failure nothing changes, the
-    /// error says why, and the caller still owns (and closes) the fds.
+    /// Validates and maps a new table (one fd per region, consumed: every fd is disposed here),
+    /// then unmaps the old one. On failure nothing changes and the error says why.
     /// </summary>
-    public bool TryReplace(ReadOnlySpan<GuestRegion> regions, ReadOnlySpan<int> fds, out string? error)
+    public bool TryReplace(ReadOnlySpan<MemRegion> table, ReadOnlySpan<OwnedFd> fds, out string? error)
     {
-        error = Validate(regions, fds.Length);
-        if (error != null) return false;
-        var maps = new Mapping[regions.Length];
-        for (int i = 0; i < regions.Length; i++)
+        try
         {
-            var r = regions[i];
-            if (!LibC.TryFstat(fds[i], out uint mode, out long fileSize) || (mode & LibC.S_IFMT) != LibC.S_IFREG)
-                error = $"region {i}: fd is not a memory file (memfd)";
-            else if ((ulong)fileSize < r.MmapOffset + r.Size)
-                error = $"region {i}: fd holds {fileSize} bytes, the region needs {r.MmapOffset + r.Size}";
-            else
+            error = Validate(table, fds.Length);
+            if (error != null) return false;
+            var regions = new Region[table.Length];
+            for (int i = 0; i < table.Length; i++)
             {
-                nint p = LibC.Mmap(0, (nuint)r.Size, LibC.PROT_READ | LibC.PROT_WRITE, LibC.MAP_SHARED, fds[i], (long)r.MmapOffset);
-                if (p == LibC.MapFailed) error = $"region {i}: mmap failed (errno {LibC.LastError})";
-                else { maps[i] = new Mapping(r.GuestPhysical, r.Size, p); continue; }
+                var m = SharedMapping.TryMapSealed(fds[i], table[i].MmapOffset, table[i].Size, out string? why);
+                if (m == null)
+                {
+                    error = $"region {i}: {why}";
+                    for (int j = 0; j < i; j++) regions[j].Mapping.Dispose();
+                    return false;
+                }
+                regions[i] = new Region(table[i].GuestPhysical, table[i].Size, m);
             }
-            for (int j = 0; j < i; j++) LibC.Munmap(maps[j].Base, (nuint)maps[j].Size);
-            return false;
+            Unmap();
+            _regions = regions;
+            return true;
         }
-        Unmap();
-        _maps = maps;
-        return true;
+        finally
+        {
+            foreach (var fd in fds) fd.Dispose();
+        }
     }
 
     /// <summary>Table checks that need no syscalls: count, sizes, alignment, wrap-around, overlap.</summary>
-    public static string? Validate(ReadOnlySpan<GuestRegion> regions, int fdCount)
+    public static string? Validate(ReadOnlySpan<MemRegion> table, int fdCount)
     {
-        if (regions.Length is < 1 or > Protocol.VmcUserLayout.MaxRegions) return $"{regions.Length} memory regions (1..{Protocol.VmcUserLayout.MaxRegions} allowed)";
-        if (fdCount != regions.Length) return $"{regions.Length} memory regions but {fdCount} fds";
-        for (int i = 0; i < regions.Length; i++)
+        if (table.Length is < 1 or > MemTableRequest.MaxRegions) return $"{table.Length} memory regions (1..{MemTableRequest.MaxRegions} allowed)";
+        if (fdCount != table.Length) return $"{table.Length} memory regions but {fdCount} fds";
+        for (int i = 0; i < table.Length; i++)
         {
-            var r = regions[i];
-            if (r.Size == 0 || r.Size % 4096 != 0 || r.MmapOffset % 4096 != 0) return $"region {i}: size/offset must be non-zero multiples of 4 KiB";
+            var r = table[i];
+            if (r.Size == 0 || r.Size % 4096 != 0 || r.MmapOffset % 4096 != 0) return $"region {i}: size and offset must be multiples of 4 KiB, size non-zero";
             if (r.GuestPhysical + r.Size < r.GuestPhysical || r.MmapOffset + r.Size < r.MmapOffset) return $"region {i} wraps around";
             for (int j = 0; j < i; j++)
             {
-                var o = regions[j];
+                var o = table[j];
                 if (r.GuestPhysical < o.GuestPhysical + o.Size && o.GuestPhysical < r.GuestPhysical + r.Size) return $"regions {j} and {i} overlap";
             }
         }
         return null;
     }
 
-    private bool TryLocate(ulong gpa, int length, out byte* p)
+    private bool TryLocate(ulong gpa, ulong length, out byte* p)
     {
-        foreach (var m in _maps)
+        foreach (var r in _regions)
         {
-            if (gpa >= m.Gpa && gpa - m.Gpa < m.Size && (ulong)length <= m.Size - (gpa - m.Gpa))
+            if (gpa >= r.Gpa && gpa - r.Gpa < r.Size && length <= r.Size - (gpa - r.Gpa))
             {
-                p = (byte*)m.Base + (gpa - m.Gpa);
+                p = r.Mapping.Pointer + (gpa - r.Gpa);
                 return true;
             }
         }
@@ -82,19 +81,16 @@ public sealed unsafe class GuestMemoryMap : IGuestMemory, IDisposable
         return false;
     }
 
-    /// <summary>True if [gpa, gpa+length) lies inside one region.</summary>
-    public bool Contains(ulong gpa, ulong length) => length <= int.MaxValue && TryLocate(gpa, (int)length, out _);
-
     public bool TryRead(ulong gpa, Span<byte> destination)
     {
-        if (!TryLocate(gpa, destination.Length, out byte* p)) return false;
+        if (!TryLocate(gpa, (ulong)destination.Length, out byte* p)) return false;
         new ReadOnlySpan<byte>(p, destination.Length).CopyTo(destination);
         return true;
     }
 
     public bool TryWrite(ulong gpa, ReadOnlySpan<byte> source)
     {
-        if (!TryLocate(gpa, source.Length, out byte* p)) return false;
+        if (!TryLocate(gpa, (ulong)source.Length, out byte* p)) return false;
         source.CopyTo(new Span<byte>(p, source.Length));
         return true;
     }
@@ -116,8 +112,8 @@ public sealed unsafe class GuestMemoryMap : IGuestMemory, IDisposable
 
     private void Unmap()
     {
-        foreach (var m in _maps) LibC.Munmap(m.Base, (nuint)m.Size);
-        _maps = [];
+        foreach (var r in _regions) r.Mapping.Dispose();
+        _regions = [];
     }
 
     public void Dispose() => Unmap();

@@ -16,20 +16,16 @@ namespace VmcBackend.Testing.FrontEnd;
 /// call eventfd or its timer) and at the end of H_VIO_SIGNAL(enable), not inside H_SEND_CRQ: an
 /// answer reaches the guest after the hcall that caused it returned, as with a real back-end that
 /// works asynchronously. <see cref="MoveOutputInHcalls"/> models the other order.</para>
-/// Guest DMA memory: pages of guest RAM mapped at IOBAs, deliberately scattered (IOBA pages ascend
-/// while guest-physical pages descend) so every translation is exercised.
+/// Guest DMA memory: <see cref="PartitionDma"/> (scattered pages of guest RAM mapped at IOBAs).
 /// </summary>
 public sealed class SpaprVmcModel : IPartitionPlatform
 {
     public const int MaxSegments = 254;
     private const long HSuccess = 0, HClosed = 2, HHardware = -1, HParameter = -4, HSourceParm = -13, HDestParm = -14, HResource = -16;
-    private readonly IGuestMemory _ram;
     private readonly IGuestMemory _backendMemory;
     private readonly GuestSegment[] _segments = new GuestSegment[MaxSegments];
     private GuestSegment[] _queueSegments = [];
-    private ulong _nextIoba = TceTable.PageSize;   // IOBA 0 stays unmapped
-    private ulong _nextGpaTop;
-    private readonly ulong _gpaFloor;
+    private readonly PartitionDma _dma;
     private Action? _interrupt;
     private bool _moving;
     private Connection? _connection;
@@ -37,12 +33,10 @@ public sealed class SpaprVmcModel : IPartitionPlatform
     /// <param name="backendMemory">What the back-end sees as guest memory (default: <paramref name="ram"/>; tests wrap it to watch the back-end).</param>
     public SpaprVmcModel(IGuestMemory ram, ulong ramSize, IGuestMemory? backendMemory = null, ulong dmaFloor = 0)
     {
-        _ram = ram;
         _backendMemory = backendMemory ?? ram;
         Tce = new TceTable(256UL << 20);
         Queue = new GuestQueueWriter(ram) { Interrupt = () => _interrupt?.Invoke() };
-        _nextGpaTop = ramSize;
-        _gpaFloor = dmaFloor;
+        _dma = new PartitionDma(Tce, ram, ramSize, dmaFloor);
     }
 
     public TceTable Tce { get; }
@@ -242,47 +236,9 @@ public sealed class SpaprVmcModel : IPartitionPlatform
 
     // ------------------------------------------------------------------ the partition's DMA memory
 
-    public ulong AllocDma(int bytes)
-    {
-        int pages = (bytes + TceTable.PageSize - 1) / TceTable.PageSize;
-        ulong ioba = _nextIoba;
-        for (int i = 0; i < pages; i++)
-        {
-            if (_nextGpaTop - TceTable.PageSize < _gpaFloor) throw new InvalidOperationException("simulated guest RAM exhausted");
-            _nextGpaTop -= TceTable.PageSize;
-            Tce.Map(_nextIoba, _nextGpaTop);
-            _nextIoba += TceTable.PageSize;
-        }
-        return ioba;
-    }
-
-    public void ReadDma(ulong ioba, Span<byte> destination) => Access(ioba, destination, default, write: false);
-    public void WriteDma(ulong ioba, ReadOnlySpan<byte> source) => Access(ioba, default, source, write: true);
-
-    public byte ReadDmaByteAcquire(ulong ioba)
-    {
-        if (!Tce.TryTranslate(ioba, out ulong gpa) || !_ram.TryReadByteAcquire(gpa, out byte b))
-            throw new InvalidOperationException($"partition read of unmapped IOBA {ioba:X}");
-        return b;
-    }
-
-    public void WriteDmaByte(ulong ioba, byte value)
-    {
-        if (!Tce.TryTranslate(ioba, out ulong gpa) || !_ram.TryWriteByteRelease(gpa, value))
-            throw new InvalidOperationException($"partition write of unmapped IOBA {ioba:X}");
-    }
-
-    private void Access(ulong ioba, Span<byte> dst, ReadOnlySpan<byte> src, bool write)
-    {
-        int length = write ? src.Length : dst.Length, at = 0;
-        while (at < length)
-        {
-            ulong a = ioba + (ulong)at;
-            int n = (int)Math.Min((ulong)(length - at), TceTable.PageSize - a % TceTable.PageSize);
-            if (!Tce.TryTranslate(a, out ulong gpa)) throw new InvalidOperationException($"partition access of unmapped IOBA {a:X}");
-            bool ok = write ? _ram.TryWrite(gpa, src.Slice(at, n)) : _ram.TryRead(gpa, dst.Slice(at, n));
-            if (!ok) throw new InvalidOperationException($"partition access outside guest RAM at {gpa:X}");
-            at += n;
-        }
-    }
+    public ulong AllocDma(int bytes) => _dma.Alloc(bytes);
+    public void ReadDma(ulong ioba, Span<byte> destination) => _dma.Read(ioba, destination);
+    public void WriteDma(ulong ioba, ReadOnlySpan<byte> source) => _dma.Write(ioba, source);
+    public byte ReadDmaByteAcquire(ulong ioba) => _dma.ReadByteAcquire(ioba);
+    public void WriteDmaByte(ulong ioba, byte value) => _dma.WriteByte(ioba, value);
 }

@@ -8,6 +8,10 @@
  *
  *   mode=nobackend  the device has no back-end (vmc-user section 4)
  *   mode=backend    a back-end is connected (tests/qemu/fake_vmcd.py)
+ *   mode=hostile    a back-end is connected (vmcd): count= random CRQ entries and
+ *                   random H_COPY_RDMA arguments (scripts/boot-test.sh hostile),
+ *                   on a queue of its own between two canary pages that are
+ *                   checked at the end
  *
  * liobn/riobn: the two LIOBNs of the node's ibm,my-dma-window; the unit
  * address equals the local LIOBN.
@@ -16,13 +20,17 @@
 #include <linux/slab.h>
 #include <linux/delay.h>
 #include <linux/string.h>
+#include <linux/random.h>
+#include <linux/sched.h>
 #include <asm/hvcall.h>
 
 static uint liobn, riobn;
 static char *mode = "nobackend";
+static ulong count = 1000000;
 module_param(liobn, uint, 0);
 module_param(riobn, uint, 0);
 module_param(mode, charp, 0);
+module_param(count, ulong, 0);
 
 #define PAGE_4K		0x1000
 #define NPAGES		6
@@ -145,6 +153,140 @@ static void check_backend(void)
 	report("be-send-crq-after-free", send_crq(0xC001000000000000ULL, 0));
 }
 
+/*
+ * Hostile guest: random CRQ entries (half with the command valid byte 0x80,
+ * some init entries 0xC0 01/02, the rest any bytes) and, every 8th, an
+ * H_COPY_RDMA with random length, LIOBNs and IOBAs.  The queue is the middle
+ * page of three physically contiguous ones; the outer two are canaries, mapped
+ * read-only in the TCE window right before and after it, so neither a write
+ * through the IOMMU nor one by guest-physical address may land there.  Entries
+ * that arrive are consumed the way a driver does (valid byte cleared).
+ */
+#define IOBA_H_CANARY0	0x10000
+#define IOBA_H_QUEUE	0x11000
+#define IOBA_H_CANARY1	0x12000
+#define IOBA_H_DATA	0x13000
+#define CANARY(i)	((u8)(0xA5 ^ (i)))
+
+static unsigned long rand_ioba(void)
+{
+	switch (get_random_u32() % 4) {
+	case 0:
+		return get_random_u64();			/* anything */
+	case 1:
+		return get_random_u32() % 0x20000000;		/* near the windows */
+	default:
+		return IOBA_H_CANARY0 + get_random_u32() % 0x5000;	/* our pages */
+	}
+}
+
+static unsigned long rand_liobn(void)
+{
+	switch (get_random_u32() % 5) {
+	case 0:
+		return get_random_u32();
+	case 1:
+	case 2:
+		return liobn;
+	default:
+		return riobn;
+	}
+}
+
+static void check_hostile(void)
+{
+	/* four 4 KiB pieces, physically contiguous: canary, queue, canary, data */
+	unsigned int order = get_order(4 * PAGE_4K);
+	u8 *base = (u8 *)__get_free_pages(GFP_KERNEL | __GFP_ZERO, order);
+	u8 *queue, *canary[2];
+	unsigned long i, sent = 0, rdma = 0, queue_head = 0, entries = 0, events = 0;
+	unsigned long rc_ok = 0, rc_busy = 0, rc_closed = 0, rc_param = 0, rc_other = 0;
+	unsigned long rdma_ok = 0, bad = 0;
+	long rc;
+	int c;
+
+	if (!base) {
+		report("hostile-alloc-failed", 1);
+		return;
+	}
+	canary[0] = base;
+	queue = base + PAGE_4K;
+	canary[1] = base + 2 * PAGE_4K;
+	for (c = 0; c < 2; c++)
+		for (i = 0; i < PAGE_4K; i++)
+			canary[c][i] = CANARY(i + c);
+	/* the device may read the canaries (RDMA sources), never write them */
+	if (put_tce(IOBA_H_CANARY0, canary[0], 1) || put_tce(IOBA_H_QUEUE, queue, 3) ||
+	    put_tce(IOBA_H_CANARY1, canary[1], 1) ||
+	    put_tce(IOBA_H_DATA, base + 3 * PAGE_4K, 3)) {
+		report("hostile-put-tce-failed", 1);
+		goto unmap;
+	}
+	rc = plpar_hcall_norets(H_REG_CRQ, liobn, IOBA_H_QUEUE, PAGE_4K);
+	report("hostile-reg-crq", rc);
+	if (rc)
+		goto unmap;
+
+	for (i = 0; i < count; i++) {
+		u64 w1 = get_random_u64(), w2 = get_random_u64();
+		u32 kind = get_random_u32() % 16;
+
+		if (kind < 8)
+			w1 = (w1 & 0x00ffffffffffffffULL) | 0x8000000000000000ULL;
+		else if (kind == 8)
+			w1 = (w1 & 0x0000ffffffffffffULL) |
+			     (0xC000000000000000ULL | (1ULL + (w1 & 1)) << 48);
+		rc = send_crq(w1, w2);
+		sent++;
+		if (rc == H_SUCCESS)
+			rc_ok++;
+		else if (rc == H_BUSY)
+			rc_busy++;
+		else if (rc == H_CLOSED)
+			rc_closed++;
+		else if (rc == H_PARAMETER)
+			rc_param++;
+		else
+			rc_other++;
+
+		if (i % 8 == 7) {
+			rc = copy_rdma(get_random_u32() % 4 ? get_random_u32() % 0x2000 :
+				       get_random_u64() % 0x100000, rand_liobn(),
+				       rand_ioba(), rand_liobn(), rand_ioba());
+			rdma++;
+			rdma_ok += rc == H_SUCCESS;
+		}
+
+		/* consume what arrived, in order, like the driver's tasklet */
+		while (READ_ONCE(queue[queue_head * 16]) & 0x80) {
+			rmb();
+			if (queue[queue_head * 16] == 0xFF)
+				events++;
+			entries++;
+			WRITE_ONCE(queue[queue_head * 16], 0);
+			queue_head = (queue_head + 1) % (PAGE_4K / 16);
+		}
+		if (i % 256 == 0)
+			cond_resched();
+	}
+	rc = plpar_hcall_norets(H_FREE_CRQ, liobn);
+	report("hostile-free-crq", rc);
+unmap:
+	put_tce(IOBA_H_CANARY0, NULL, 0);
+	put_tce(IOBA_H_QUEUE, NULL, 0);
+	put_tce(IOBA_H_CANARY1, NULL, 0);
+	put_tce(IOBA_H_DATA, NULL, 0);
+	for (c = 0; c < 2; c++)
+		for (i = 0; i < PAGE_4K; i++)
+			bad += canary[c][i] != CANARY(i + c);
+	pr_info("VMCPROBE hostile-sent %lu ok %lu busy %lu closed %lu parameter %lu other %lu\n",
+		sent, rc_ok, rc_busy, rc_closed, rc_param, rc_other);
+	pr_info("VMCPROBE hostile-rdma %lu accepted %lu\n", rdma, rdma_ok);
+	pr_info("VMCPROBE hostile-queue-entries %lu transport-events %lu\n", entries, events);
+	report("hostile-canary-bytes-changed", bad);
+	free_pages((unsigned long)base, order);
+}
+
 static int __init vmcprobe_init(void)
 {
 	static const unsigned long map[NPAGES][2] = {
@@ -168,11 +310,16 @@ static int __init vmcprobe_init(void)
 		}
 	}
 
+	if (!strcmp(mode, "hostile")) {
+		check_hostile();
+		goto done;
+	}
 	check_copy_rdma_args();
 	if (!strcmp(mode, "backend"))
 		check_backend();
 	else
 		check_nobackend();
+done:
 	report("done", 0);
 
 unmap:
