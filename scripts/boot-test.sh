@@ -6,13 +6,14 @@
 # and a closing "N passed, N failed, N xfailed, N skipped" line; exits non-zero on any FAIL.
 #
 #   scripts/boot-test.sh [options] [scenario...]
-#     scenarios: basic params twohmc restart reset stall kill9 hostile (default: all)
+#     scenarios: basic params twohmc restart reset stall kill9 hostile trace attach (default: all)
 #     --kernel 6.1|6.12         one kernel of the matrix (default: both)
 #     --driver-src DIR          your ibmvmc.c/ibmvmc.h, built against each kernel's headers
 #     --kernel-image FILE [--modules-dir DIR]   your own ppc64le kernel (see build-guest.sh)
 #     --junit FILE              also write the results as JUnit XML
 #   BOOT_TIMEOUT=seconds per boot (180); HOSTILE_COUNT=random CRQ entries (1000000),
-#   HOSTILE_TIMEOUT=seconds for the hostile guest (900)
+#   HOSTILE_TIMEOUT=seconds for the hostile guest (900); TRACE_DIR=directory: keep the traces the
+#   trace and attach scenarios record (KERNEL-SCENARIO.vmctrace)
 # Every boot has slub_debug=FZPU (6.12 also KFENCE); /init validates the slab caches before power
 # off, and any kernel report fails the scenario, unless it is a known driver bug
 # (tests/guest/known-driver-bugs), which is reported as XFAIL.
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
         --driver-src|--modules-dir) guest_opts+=("$1" "${2:?$1 needs a directory}"); shift ;;
         --kernel-image) guest_opts+=("$1" "${2:?$1 needs a file}"); kernels=image; shift ;;
         --junit) junit=${2:?--junit needs a file}; shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         -*) die "unknown option $1 (try --help)" ;;
         *) scenarios+=("$1") ;;
     esac
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
 done
 kernels=${kernels:-"6.1 6.12"}
 for k in $kernels; do case $k in 6.1|6.12|image) ;; *) die "--kernel $k: choose 6.1 or 6.12" ;; esac; done
-ALL="basic params twohmc restart reset stall kill9 hostile"
+ALL="basic params twohmc restart reset stall kill9 hostile trace attach"
 [ ${#scenarios[@]} -gt 0 ] || read -r -a scenarios <<<"$ALL"
 for sc in "${scenarios[@]}"; do
     [[ " $ALL " == *" $sc "* ]] || die "unknown scenario $sc ($ALL)"
@@ -353,8 +354,147 @@ scenario_hostile() {
     log "scenario $k/$sc took $((SECONDS - start)) s"
 }
 
+# trace_start LABEL NAME SOCKET: `vmcctl trace --write` on vmcd's control socket (<socket>.ctl),
+# started before QEMU so the VM is recorded from its first call (replayable); it ends when the VM
+# has disconnected. Sets TRACE_PID, TRACE_FILE, TRACE_LOG.
+trace_start() {
+    TRACE_FILE="$work/$1-$2.vmctrace" TRACE_LOG="$work/$1-$2.vmcctl-trace.log"
+    "$VMCCTL" --control "$3.ctl" trace --write "$TRACE_FILE" --stop-after 1 2>"$TRACE_LOG" &
+    TRACE_PID=$!
+    VM_PIDS+=("$TRACE_PID")
+    wait_for_line "$TRACE_LOG" '^vmcctl: tracing every VM' 10 "$TRACE_PID" \
+        || { result FAIL "$1/$2/trace-recorded" "vmcctl trace did not start: $(tr '\n' ' ' <"$TRACE_LOG")"; return 1; }
+}
+
+# trace_check LABEL NAME: after the VM ended, vmcctl trace --write must end by itself (exit 0) with
+# a file; vmcctl replay of it: every output identical (exit 0); a copy with one byte of a hypervisor
+# entry (the 10th POST record) changed: diverges (exit 1). TRACE_DIR keeps the recording.
+trace_check() {
+    local k=$1 sc=$2 rc out n tampered="$TRACE_FILE.tampered"
+    wait_until 15 "" eval '! kill -0 '"$TRACE_PID"' 2>/dev/null'
+    wait "$TRACE_PID" 2>/dev/null; rc=$?
+    if [ "$rc" -ne 0 ] || [ ! -s "$TRACE_FILE" ]; then
+        result FAIL "$k/$sc/trace-recorded" "vmcctl trace --write exited $rc: $(tr '\n' ' ' <"$TRACE_LOG")"; return
+    fi
+    n=$("$VMCCTL" trace --read "$TRACE_FILE" | grep -vc '^#')
+    result PASS "$k/$sc/trace-recorded" "$n records, $(stat -c %s "$TRACE_FILE") bytes; $(tail -1 "$TRACE_LOG")"
+    [ -z "${TRACE_DIR:-}" ] || { mkdir -p "$TRACE_DIR" && cp "$TRACE_FILE" "$TRACE_DIR/$k-$sc.vmctrace"; }
+    out=$("$VMCCTL" replay "$TRACE_FILE" 2>&1); rc=$?
+    if [ "$rc" -eq 0 ]; then result PASS "$k/$sc/replay-identical" "$(head -1 <<<"$out")"
+    else result FAIL "$k/$sc/replay-identical" "vmcctl replay exited $rc: $(head -3 <<<"$out" | tr '\n' ' ')"; fi
+    if ! python3 - "$TRACE_FILE" "$tampered" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+off, posts = 32, 0
+while off + 16 <= len(b):
+    n = int.from_bytes(b[off + 4:off + 8], "little")
+    if b[off] == 0x11:
+        posts += 1
+        if posts == 10:
+            b[off + 16 + 6] ^= 1
+            break
+    off += 16 + n
+open(sys.argv[2], "wb").write(b)
+sys.exit(0 if posts == 10 else 1)
+PY
+    then
+        result FAIL "$k/$sc/replay-tampered-diverges" "the trace has fewer than 10 POST records"; return
+    fi
+    out=$("$VMCCTL" replay "$tampered" 2>&1); rc=$?
+    if [ "$rc" -eq 1 ] && grep -q 'diverge' <<<"$out"; then result PASS "$k/$sc/replay-tampered-diverges" "exit 1: $(grep -A3 -m1 'diverges' <<<"$out" | tr -s ' ' | tr '\n' ' ')"
+    else result FAIL "$k/$sc/replay-tampered-diverges" "vmcctl replay of a tampered copy exited $rc: $(head -3 <<<"$out" | tr '\n' ' ')"; fi
+}
+
+# trace: a basic guest run (session, router, echoes, close, reopen) recorded by vmcctl trace
+# --write, then replayed: identical; a tampered copy: diverges.
+scenario_trace() {
+    local k=$1 sc=trace sock="$work/$1-trace.sock" con="$work/$1-trace.console" start=$SECONDS
+    log "scenario $k/$sc"
+    vmcd_start "$sock" "$work/$k-$sc.vmcd.log"
+    if trace_start "$k" "$sc" "$sock"; then
+        qemu_start "$sock" 'vmc.test="basic --drc 0x81000001 --mtu 4096"' "$con" "$BOOT_TIMEOUT"
+        wait "$QEMU_PID" 2>/dev/null
+        trace_check "$k" "$sc"
+    fi
+    scenario_done "$k" "$sc" "$con" "$start" --no-wait
+}
+
+# hmc0_status SOCKET: "HANDLER session N open|closed" of vm1's HMC 0 from vmcctl status --json
+hmc0_status() {
+    "$VMCCTL" --control "$1.ctl" status --json 2>/dev/null | python3 -c '
+import json, sys
+vm = [v for v in json.load(sys.stdin)["vms"] if v["name"] == "vm1"][0]
+h = [h for h in vm["hmc"] if h["index"] == 0][0]
+print(h["handler"], "session", h.get("session", "-"), "open" if h["open"] else "closed")'
+}
+
+# attach: the guest's vmctest attach talks to hmc-example (tests/HmcExample) through vmcctl attach:
+# the host attaches once the guest's session is served by the router, hmc-example answers and sends
+# an unsolicited echo request that must reach the guest blocked in read() within 100 ms (measured
+# in the guest), then exits on the guest's BYE: vmcctl detaches and the router serves the same
+# session again. The run is traced and replayed like the trace scenario.
+scenario_attach() {
+    local k=$1 sc=attach sock="$work/$1-attach.sock" con="$work/$1-attach.console" start=$SECONDS
+    local fifo="$work/$1-attach.stdin" to="$work/$1-attach.to-vmcctl" from="$work/$1-attach.from-vmcctl"
+    local alog="$work/$1-attach.vmcctl-attach.log" hlog="$work/$1-attach.hmc-example.log"
+    local infd apid hpid before st rc
+    log "scenario $k/$sc"
+    vmcd_start "$sock" "$work/$k-$sc.vmcd.log"
+    trace_start "$k" "$sc" "$sock" || { scenario_done "$k" "$sc" "$con" "$start" --no-wait; return; }
+    rm -f "$fifo" "$to" "$from"; mkfifo "$fifo" "$to" "$from"; exec {infd}<>"$fifo"
+    qemu_start "$sock" 'vmc.test="attach"' "$con" "$BOOT_TIMEOUT" --stdin "$fifo"
+    if wait_for_line "$con" 'VMCTEST WAITING attach' 120 "$QEMU_PID"; then
+        before=$(hmc0_status "$sock")
+        # vmcctl opens its stdout first, hmc-example its stdin first: the two fifos open in one order.
+        "$HMC_EXAMPLE" <"$from" >"$to" 2>"$hlog" & hpid=$!; VM_PIDS+=("$hpid")
+        "$VMCCTL" --control "$sock.ctl" attach --vm vm1 --hmc 0 >"$from" <"$to" 2>"$alog" & apid=$!; VM_PIDS+=("$apid")
+        if wait_until 10 "$apid" eval '[ "$(hmc0_status "$sock" | cut -d" " -f1)" = attached ]'; then
+            st=$(hmc0_status "$sock")
+            if [ "${before%% *}" = router ] && [ "${st#* }" = "${before#* }" ]; then
+                result PASS "$k/$sc/status-attached" "HMC 0 router -> attached, ${st#* } (vmcctl status --json)"
+            else
+                result FAIL "$k/$sc/status-attached" "before '$before', attached '$st'"
+            fi
+            echo attached >&"$infd"
+            # hmc-example exits on the guest's BYE; vmcctl sees EOF on stdin and detaches.
+            wait_for_line "$con" 'VMCTEST (WAITING detach|FAIL)' 60 "$QEMU_PID"
+            wait_until 10 "" eval '! kill -0 '"$apid"' 2>/dev/null'; wait "$apid" 2>/dev/null; rc=$?
+            wait "$hpid" 2>/dev/null
+            st=$(hmc0_status "$sock")
+            if [ "$rc" -eq 0 ] && grep -q '^vmcctl: detached' "$alog" && [ "$st" = "router ${before#* }" ]; then
+                result PASS "$k/$sc/status-detached" "vmcctl attach exited 0; HMC 0 back to the router, same ${st#* }"
+            else
+                result FAIL "$k/$sc/status-detached" "vmcctl attach exit $rc, status '$st' (before '$before'): $(tr '\n' ' ' <"$alog")"
+            fi
+            if grep -q 'unsolicited message token .* answered' "$hlog"; then
+                result PASS "$k/$sc/unsolicited-answered" "hmc-example: $(grep -m1 -o 'answered .*' "$hlog")"
+            else
+                result FAIL "$k/$sc/unsolicited-answered" "hmc-example got no answer: $(tail -3 "$hlog" | tr '\n' ' ')"
+            fi
+            echo detached >&"$infd"
+        else
+            result FAIL "$k/$sc/status-attached" "vmcctl attach did not take HMC 0 within 10 s: $(tr '\n' ' ' <"$alog")"
+        fi
+    else
+        result FAIL "$k/$sc/status-attached" "the guest never reached its attach point (console: $con)"
+    fi
+    wait "$QEMU_PID" 2>/dev/null
+    exec {infd}>&-
+    trace_check "$k" "$sc"
+    scenario_done "$k" "$sc" "$con" "$start" --no-wait
+}
+
 t0=$SECONDS
 vm_tools
+if [[ " ${scenarios[*]} " == *" trace "* || " ${scenarios[*]} " == *" attach "* ]]; then
+    [ -x "${VMCCTL:-}" ] || die "no usable vmcctl '${VMCCTL:-}' for the trace/attach scenarios (scripts/build-vmcd.sh builds it; or set VMC_VMCCTL)"
+fi
+if [[ " ${scenarios[*]} " == *" attach "* ]]; then
+    log "building hmc-example (tests/HmcExample, Release)"
+    dotnet build "$VMC_REPO/tests/HmcExample/HmcExample.csproj" -c Release -nologo -v q >"$work/hmc-example.build.log" 2>&1 \
+        || { cat "$work/hmc-example.build.log" >&2; die "building tests/HmcExample failed (log above)"; }
+    HMC_EXAMPLE="$VMC_REPO/tests/HmcExample/bin/Release/net10.0/hmc-example"
+fi
 for k in $kernels; do
     kopts=("${guest_opts[@]}")
     [ "$k" = image ] || kopts+=(--kernel "$k")
@@ -375,6 +515,8 @@ for k in $kernels; do
             stall)   scenario_stall "$GUEST_KERNEL" ;;
             kill9)   scenario_kill9 "$GUEST_KERNEL" ;;
             hostile) scenario_hostile "$GUEST_KERNEL" ;;
+            trace)   scenario_trace "$GUEST_KERNEL" ;;
+            attach)  scenario_attach "$GUEST_KERNEL" ;;
         esac
     done
 done

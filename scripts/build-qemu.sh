@@ -83,7 +83,7 @@ fi
 MESON="$VMC_CACHE/tools/meson-$MESON_VER"
 if [ ! -x "$MESON/usr/bin/meson" ]; then
     log "unpacking meson $MESON_VER (bookworm-backports) into $MESON"
-    papt_download "$VMC_CACHE/tools/debs" "meson=$MESON_VER"
+    papt_download "$VMC_CACHE/tools/debs" bookworm-backports "meson=$MESON_VER"
     rm -rf "$MESON.tmp"; mkdir -p "$MESON.tmp"
     dpkg-deb -x "$(ls "$VMC_CACHE/tools/debs/meson_${MESON_VER#*:}"_*.deb | head -1)" "$MESON.tmp"
     PYTHONPATH="$MESON.tmp/usr/lib/python3/dist-packages" "$MESON.tmp/usr/bin/meson" --version >/dev/null 2>&1 \

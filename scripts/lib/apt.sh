@@ -152,6 +152,7 @@ papt_candidate() {
 # that cannot be found names itself and WHERE (the suites it was looked for in).
 papt_download() {
     local dir=$1 where=$2 p name ver; shift 2
+    [ $# -gt 0 ] || die "papt_download $dir: no package named (usage: papt_download DIR WHERE PKG...)"
     mkdir -p "$dir"
     for p in "$@"; do
         name=${p%%[:=]*}

@@ -23,8 +23,8 @@ vm_cleanup() {
 # last_value NAME OUTPUT: the last NAME=value line of a build script's output.
 last_value() { sed -n "s/^$1=//p" <<<"$2" | tail -1; }
 
-# vm_tools: build (or take from the cache) QEMU and vmcd: vm_qemu sets QEMU, vm_vmcd sets VMCD.
-# VMC_QEMU / VMC_VMCD name binaries to use instead (your own qemu-system-ppc64 with spapr-vmc, an
+# vm_tools: build (or take from the cache) QEMU and vmcd: vm_qemu sets QEMU, vm_vmcd sets VMCD and
+# VMCCTL. VMC_QEMU / VMC_VMCD (/ VMC_VMCCTL) name binaries to use instead (your own qemu-system-ppc64 with spapr-vmc, an
 # installed vmcd).
 vm_tools() { vm_qemu; vm_vmcd; }
 vm_qemu() {
@@ -43,8 +43,10 @@ vm_vmcd() {
         VMCD=$VMC_VMCD
     else
         out=$("$VMC_REPO/scripts/build-vmcd.sh") || die "building vmcd failed (see above)"
-        VMCD=$(last_value VMCD "$out")
+        VMCD=$(last_value VMCD "$out") VMCCTL=$(last_value VMCCTL "$out")
     fi
+    # vmcctl (the control client) comes with vmcd: VMC_VMCCTL, else next to VMC_VMCD
+    [ -z "${VMC_VMCD:-}" ] || VMCCTL=${VMC_VMCCTL:-$(dirname "$VMC_VMCD")/vmcctl}
     [ -x "$VMCD" ] || die "no usable vmcd binary '$VMCD' (from VMC_VMCD or scripts/build-vmcd.sh)"
 }
 

@@ -5,6 +5,7 @@ using VmcBackend.Engine.Buffers;
 using VmcBackend.Engine.Faults;
 using VmcBackend.Engine.Handshake;
 using VmcBackend.Engine.Memory;
+using VmcBackend.Engine.Observe;
 using VmcBackend.Engine.Output;
 using VmcBackend.Engine.Rdma;
 using VmcBackend.Engine.Router;
@@ -37,7 +38,8 @@ public sealed class VmcEngine : IVmcBackend
     private readonly HmcSession[] _sessions;
     private readonly RdmaService _rdma;
     private readonly FaultSlot _faultSlot = new();
-    private readonly TimeProvider _time;
+    private readonly ObserverSlot _observer = new();
+    private ObservedMemory? _observedMemory;
     private uint _queueEntries;
 
     /// <summary>This engine's faults (vmcd --faults, vmcctl inject); null, and never consulted, without any.</summary>
@@ -58,13 +60,12 @@ public sealed class VmcEngine : IVmcBackend
         FaultPlan? faults = null)
     {
         Limits = limits;
+        Time = time ?? TimeProvider.System;
         _frontEnd = frontEnd;
         _log = log ?? Serilog.Core.Logger.None;
-        time ??= TimeProvider.System;
         _window = new RemoteWindow(limits.MaxHmcs, limits.PoolSize, limits.MaxMtu);
-        _time = time;
-        if (faults != null) _faultSlot.Current = new EngineFaults(faults, _window, time, _log);
-        _output = new EntryOutput(frontEnd, limits.OutputBacklog, Counters, _log, _faultSlot);
+        if (faults != null) _faultSlot.Current = new EngineFaults(faults, _window, Time, _log);
+        _output = new EntryOutput(frontEnd, limits.OutputBacklog, Counters, _log, _observer, _faultSlot);
         _send = new HypervisorMessages(_output);
         handlers ??= _ => new HmcCommandRouter(_log);
         _pools = new BufferPool[limits.MaxHmcs];
@@ -72,13 +73,15 @@ public sealed class VmcEngine : IVmcBackend
         for (int i = 0; i < limits.MaxHmcs; i++)
         {
             _pools[i] = new BufferPool(limits.PoolSize);
-            _sessions[i] = new HmcSession(i, limits, _pools[i], _window, _send, Counters, _log, time, handlers(i), _faultSlot);
+            _sessions[i] = new HmcSession(i, limits, _pools[i], _window, _send, Counters, _log, Time, handlers(i), _observer, _faultSlot);
         }
         _rdma = new RdmaService(_window, _pools);
         Config = new VmcBackendConfig(limits.DrcIndex, limits.MaxMtu, limits.PoolSize, limits.MaxHmcs, MaxRdmaSegments, _window.Size);
     }
 
     public VmcLimits Limits { get; }
+    /// <summary>The clock of the engine's timed retries.</summary>
+    public TimeProvider Time { get; }
     public VmcBackendConfig Config { get; }
     public ulong Features => 0;
     public EngineCounters Counters { get; } = new();
@@ -102,6 +105,16 @@ public sealed class VmcEngine : IVmcBackend
         }
     }
 
+    /// <summary>
+    /// Who sees everything crossing this engine (<see cref="IEngineObserver"/>), or null (the
+    /// default: the engine then pays one null check per point). Set it on the engine's thread, between calls.
+    /// </summary>
+    public IEngineObserver? Observer
+    {
+        get => _observer.Current;
+        set => _observer.Current = value;
+    }
+
     /// <summary>A read-only view of HMC index <paramref name="index"/>.</summary>
     public HmcSessionInfo Session(int index) => _sessions[index].Info();
 
@@ -111,6 +124,15 @@ public sealed class VmcEngine : IVmcBackend
     // ---------------------------------------------------------------- the seam
 
     public HcallReturn RegisterQueue(uint entries, bool reconnect)
+    {
+        if (_observer.Current is not { } o) return RegisterQueueCore(entries, reconnect);
+        o.QueueRegistering(entries, reconnect);
+        var rc = RegisterQueueCore(entries, reconnect);
+        o.Returned(rc, 0);
+        return rc;
+    }
+
+    private HcallReturn RegisterQueueCore(uint entries, bool reconnect)
     {
         if (_output.Failed) return HcallReturn.Hardware;
         if (entries == 0) return HcallReturn.Parameter;
@@ -136,20 +158,28 @@ public sealed class VmcEngine : IVmcBackend
 
     public HcallReturn FreeQueue()
     {
-        if (_output.Failed) return HcallReturn.Hardware;
-        if (_handshake.IsRegistered) _log.Information("guest CRQ freed");
-        DropQueue("queue freed");
-        return HcallReturn.Success;
+        _observer.Current?.QueueFreeing();
+        var rc = HcallReturn.Success;
+        if (_output.Failed) rc = HcallReturn.Hardware;
+        else
+        {
+            if (_handshake.IsRegistered) _log.Information("guest CRQ freed");
+            DropQueue("queue freed");
+        }
+        _observer.Current?.Returned(rc, 0);
+        return rc;
     }
 
     public void Reset()
     {
+        _observer.Current?.ResetRequested();
         _log.Information("device reset");
         DropQueue("device reset");
     }
 
     public void SubmitEntry(ReadOnlySpan<byte> entry)
     {
+        _observer.Current?.EntryReceived(entry);
         if (_output.Failed) return;
         if (entry.Length != CrqEntry.Size) { Drop("entry of {Length} bytes", entry.Length); return; }
         Counters.EntriesReceived++;
@@ -166,11 +196,22 @@ public sealed class VmcEngine : IVmcBackend
 
     public HcallReturn CopyRdma(RdmaDirection direction, ulong remoteIoba, ulong length, ReadOnlySpan<GuestSegment> local)
     {
+        if (_observer.Current is not { } o) return CopyRdmaCore(_frontEnd.Memory, direction, remoteIoba, length, local);
+        o.RdmaRequested(direction, remoteIoba, length, local);
+        if (_observedMemory is not { } m || m.Observer != o || m.Inner != _frontEnd.Memory)
+            _observedMemory = m = new ObservedMemory(_frontEnd.Memory, o);
+        var rc = CopyRdmaCore(m, direction, remoteIoba, length, local);
+        o.Returned(rc, 0);
+        return rc;
+    }
+
+    private HcallReturn CopyRdmaCore(IGuestMemory memory, RdmaDirection direction, ulong remoteIoba, ulong length, ReadOnlySpan<GuestSegment> local)
+    {
         if (_output.Failed) return HcallReturn.Hardware;
         HcallReturn rc;
         if (Faults == null || !(Faults.Rdma(direction, length, out rc)
-                || (length > (ulong)Mtu && Faults.TryOversizeCopy(_frontEnd.Memory, direction, remoteIoba, length, local, out rc))))
-            rc = _rdma.Copy(_frontEnd.Memory, direction, remoteIoba, length, local);
+                || (length > (ulong)Mtu && Faults.TryOversizeCopy(memory, direction, remoteIoba, length, local, out rc))))
+            rc = _rdma.Copy(memory, direction, remoteIoba, length, local);
         if (rc == HcallReturn.Success) { Counters.RdmaCopies++; Counters.RdmaBytes += (long)length; }
         else
         {
@@ -183,13 +224,18 @@ public sealed class VmcEngine : IVmcBackend
 
     public HcallReturn RequestVmc(out uint drcIndex)
     {
+        _observer.Current?.VmcRequested();
         drcIndex = Limits.DrcIndex;
-        if (_output.Failed) return HcallReturn.Hardware;
-        return Faults != null && Faults.RequestVmc(out var rc) ? rc : HcallReturn.Success;
+        HcallReturn rc;
+        if (_output.Failed) rc = HcallReturn.Hardware;
+        else if (Faults == null || !Faults.RequestVmc(out rc)) rc = HcallReturn.Success;
+        _observer.Current?.Returned(rc, drcIndex);
+        return rc;
     }
 
     public void Poll()
     {
+        _observer.Current?.Polling();
         if (_output.Failed) return;
         if (Faults != null && Faults.PartnerBecomesReady() && _handshake.IsRegistered)
         {
@@ -202,6 +248,30 @@ public sealed class VmcEngine : IVmcBackend
     }
 
     // ---------------------------------------------------------------- host-side operations
+
+    /// <summary>
+    /// Makes <paramref name="handler"/> serve HMC index <paramref name="hmcIndex"/> from now on and
+    /// returns the one it replaces; the guest's session is not touched. If a session is open, the
+    /// replaced handler is told it closed and the new one that it opened (with the session's HMC
+    /// ID), so each handler sees whole sessions. On the engine's thread, between calls.
+    /// </summary>
+    public IHmcSessionHandler SetHandler(int hmcIndex, IHmcSessionHandler handler)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)hmcIndex, (uint)_sessions.Length, nameof(hmcIndex));
+        var previous = _sessions[hmcIndex].SetHandler(handler);
+        EndCall(0);
+        return previous;
+    }
+
+    /// <summary>
+    /// Runs host-side work (a control-plane request: an attached HMC sending, say) as one call into
+    /// the engine: what it sends reaches the front-end when it returns. On the engine's thread.
+    /// </summary>
+    public void HostCall(Action work)
+    {
+        work();
+        EndCall(0);
+    }
 
     /// <summary>Asks the partition to give back one free buffer of an HMC for good (REM_BUF).
     /// False when not ready, no such index, or it could take the partition's last buffer.</summary>
@@ -222,7 +292,7 @@ public sealed class VmcEngine : IVmcBackend
     /// </summary>
     public IReadOnlyList<FaultFiring> InjectFault(FaultRule rule)
     {
-        var faults = _faultSlot.Current ??= new EngineFaults(null, _window, _time, _log) { Mtu = Mtu };
+        var faults = _faultSlot.Current ??= new EngineFaults(null, _window, Time, _log) { Mtu = Mtu };
         var plan = faults.Inject(rule);
         int before = plan.History.Count;
         if (!_output.Failed) EndCall(0);

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using VmcBackend.Control.Server;
 using Vmcd.Capabilities;
 using Vmcd.Cli;
 using Vmcd.Listening;
@@ -18,20 +19,25 @@ if (VmcdCommandLine.Parse(args, out VmcdSettings settings) is int exit) return e
 
 using var log = VmcdLog.Create(settings.LogLevel, settings.LogFormat);
 using var manager = ServiceManager.FromEnvironment(log);
-using var server = ServerStartup.Open(settings, log, out string where);
+var registry = new VmRegistry(log);
+using var server = ServerStartup.Open(settings, log, registry, out string where);
 if (server == null) return 1;
+using var control = ServerStartup.OpenControl(settings, registry, log, where, out bool controlFailed);
+if (controlFailed) return 1;
 
 using var stop = new ManualResetEventSlim();
 using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
 using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Set(); });
 server.Start();
+control?.Start();
 var limits = settings.Limits;
-log.Information("vmcd listening on {Where}: MTU {Mtu}, pool {Pool}, HMCs {Hmcs}, DRC index 0x{Drc:X8}; front-ends allowed: {Peers}",
-    where, limits.MaxMtu, limits.PoolSize, limits.MaxHmcs, limits.DrcIndex, settings.Peers.Describe());
+log.Information("vmcd listening on {Where}: MTU {Mtu}, pool {Pool}, HMCs {Hmcs}, DRC index 0x{Drc:X8}; front-ends allowed: {Peers}; control socket: {Control}",
+    where, limits.MaxMtu, limits.PoolSize, limits.MaxHmcs, limits.DrcIndex, settings.Peers.Describe(), control?.Path ?? "none");
 manager.Notify($"READY=1\nSTATUS=listening on {where}");
 
 stop.Wait();
 manager.Notify("STOPPING=1\nSTATUS=shutting down");
 log.Information("shutting down ({Connections} connections)", server.ConnectionCount);
+control?.Stop();
 server.Stop();
 return 0;

@@ -6,8 +6,21 @@ using VmcBackend.Transport.Server;
 // vmc-bench --vmcd PATH [--quick]
 // The physical baselines and vmcd (vmc-user version 2, reference front-end) measured in ONE run;
 // prints a table and the closing line
-//   bench: crq_rtt_ratio=X crq_vs_eventfd=Y rdma16k_vs_eventfd=Z alloc_per_msg=A rss_mb=W
+//   bench: crq_rtt_ratio=X crq_vs_eventfd=Y rdma16k_vs_eventfd=Z alloc_per_msg=A rss_mb=W observer_noop_ratio=R
 // Helper modes (second processes): --raw-echo PATH, --slot-echo PATH, --host-server SOCKET SPIN_US.
+// --engine-echo N: the in-process echo rate only (5 rounds), to compare two builds of the engine.
+// --tracing-cost N ROUNDS: only the three in-process echo rates of the tracing-cost rows.
+if (args.Length == 2 && args[0] == "--engine-echo")
+{
+    for (int r = 0; r < 5; r++) Console.WriteLine($"engine echo: {EngineEcho.Rate(int.Parse(args[1])):F0} msg/s");
+    return 0;
+}
+if (args.Length == 3 && args[0] == "--tracing-cost")
+{
+    var c = TracingCost.Measure(int.Parse(args[1]), int.Parse(args[2]));
+    Console.WriteLine(FormattableString.Invariant($"tracing cost: none {c.None:F0} msg/s, noop observer x{c.Noop / c.None:F3}, tracer x{c.Traced / c.None:F3}, {c.Lost} records lost"));
+    return 0;
+}
 if (args.Length == 2 && args[0] == "--raw-echo") return Baselines.RawEcho(args[1]);
 if (args.Length == 2 && args[0] == "--slot-echo") return Baselines.SlotEcho(args[1]);
 if (args.Length == 3 && args[0] == "--host-server") return HostServer(args[1], int.Parse(args[2]));
@@ -29,6 +42,12 @@ try
     Row("memcpy 16 KiB memfd -> memfd (hot)", $"{copyNs / 1000:F2} us, {copyGbps:F1} GB/s");
 
     Row("vmcd cold start to listening (median of 5)", $"{VmcdBench.ColdStartMs(vmcdPath, dir, 5):F0} ms");
+
+    var cost = TracingCost.Measure(quick ? 200_000 : 1_000_000, quick ? 3 : 5);
+    Row("in-process echo, 256 B, no observer (the default; median of rounds)", $"{cost.None:F0} msg/s");
+    Row("  an observer that does nothing: ratio to no observer", $"{cost.Noop / cost.None:F3}");
+    Row("  vmcd's tracer into a 4 MiB ring a reader drains: ratio to no observer", $"{cost.Traced / cost.None:F3} ({cost.Lost} records lost)");
+    double traceOff = cost.Noop / cost.None;
 
     double crqRatio, crqVsEventfd, rdmaVsEventfd, alloc, rssMb;
     using (var vmcd = new VmcdProcess(vmcdPath, Path.Combine(dir, "vmcd.sock"), "--log-level Warning --max-mtu 16384 --max-hmcs 2", Path.Combine(dir, "vmcd.log")))
@@ -80,7 +99,7 @@ try
     Console.WriteLine("|---|---|");
     foreach (var r in rows) Console.WriteLine($"| {r.Name.Trim()} | {r.Value} |");
     Console.WriteLine();
-    Console.WriteLine(FormattableString.Invariant($"bench: crq_rtt_ratio={crqRatio:F2} crq_vs_eventfd={crqVsEventfd:F2} rdma16k_vs_eventfd={rdmaVsEventfd:F2} alloc_per_msg={alloc:F2} rss_mb={rssMb:F1}"));
+    Console.WriteLine(FormattableString.Invariant($"bench: crq_rtt_ratio={crqRatio:F2} crq_vs_eventfd={crqVsEventfd:F2} rdma16k_vs_eventfd={rdmaVsEventfd:F2} alloc_per_msg={alloc:F2} rss_mb={rssMb:F1} observer_noop_ratio={traceOff:F3}"));
     return 0;
 }
 finally

@@ -22,6 +22,11 @@
  *                                           reports EBADFD; counts printed
  *   vmctest soak                            echo continuously until the console gets a line (the host
  *                                           writes one); progress every second
+ *   vmctest attach                          a session served by the router, then (the host attaches
+ *                                           vmcctl attach + hmc-example and writes a console line) by the
+ *                                           host-side HMC: echoes, an unsolicited request that must reach
+ *                                           this process blocked in read() within 100 ms, then (the host
+ *                                           detaches and writes a line) by the router again, same session
  * Messages use the HMC command-router format (32-byte big-endian header).
  */
 #include <errno.h>
@@ -585,10 +590,129 @@ static int soak(void)
     return 0;
 }
 
+/* Waits for a line on the console (the host harness writes one when it has done its part). */
+static int console_line(const char *waiting, double timeout)
+{
+    char buf[256];
+    printf("VMCTEST WAITING %s\n", waiting);
+    fflush(stdout);
+    for (double end = now() + timeout; now() < end;) {
+        struct pollfd p = { .fd = 0, .events = POLLIN };
+        if (poll(&p, 1, 100) > 0) {
+            ssize_t n = read(0, buf, sizeof buf);
+            if (n > 0 && memchr(buf, '\n', n)) return 0;
+        }
+    }
+    return -1;
+}
+
+/* One request and its response on an open session; *dlen gets the response's data length and the
+ * data goes to out (which must hold the MTU). Returns the router rc or -errno. */
+static int call_data(int fd, uint16_t op, uint32_t token, const char *text, uint8_t *out, int *dlen)
+{
+    static uint8_t req[65536];
+    int n = build(req, CAT_ROUTER, op, token, (const uint8_t *)text, text ? (int)strlen(text) : 0), r;
+    for (double end = now() + 5; (r = write(fd, req, n)) < 0 && errno == EBUSY && now() < end;) usleep(1000);
+    if (r != n) return r < 0 ? -errno : -EIO;
+    r = recv_msg(fd, out, 10);
+    if (r < 0) return r;
+    if (r < HDR || get32(out + 8) != token || !(out[15] & 0x40) || get16(out + 20) != op) return -EPROTO;
+    *dlen = r - HDR;
+    return get16(out + 22);
+}
+
+/* The identify request hmc-example answers with its name (0x0F01 is no router opcode: the
+ * built-in router refuses it). Returns 1 when hmc-example answered, 0 when someone else did. */
+enum { OP_IDENTIFY = 0x0F01 };
+static int identify(int fd, uint32_t token, int *rc)
+{
+    static uint8_t resp[65536];
+    int dlen = 0;
+    *rc = call_data(fd, OP_IDENTIFY, token, NULL, resp, &dlen);
+    return *rc == 0 && dlen == 11 && !memcmp(resp + HDR, "hmc-example", 11);
+}
+
+/* vmctest attach: one session, served by the router, then by a host-side HMC (vmcctl attach with
+ * hmc-example), then by the router again after the detach, never reopened. */
+static int attach(void)
+{
+    static uint8_t resp[65536];
+    uint32_t token = 1;
+    int rc, dlen;
+    int fd = session_that_echoes("vmctest-attach", now() + 60, token);
+    token += 2;
+    if (fd < 0) { fail("attach-router-before", "no session that echoes within 60 s"); return 1; }
+    if (identify(fd, token++, &rc)) { fail("attach-router-before", "hmc-example answered before the attach"); return 1; }
+    pass("attach-router-before", "the router echoes and refuses identify (rc 0x%x)", rc);
+
+    if (console_line("attach", 120)) { fail("attach-attached", "the host never said it attached"); return 1; }
+    if (!identify(fd, token++, &rc)) { fail("attach-attached", "identify rc %d: not answered by hmc-example", rc); return 1; }
+    pass("attach-attached", "identify answered by hmc-example on the same session");
+    rc = call(fd, CAT_ROUTER, OP_EXCHANGE, token++, NULL, 0);
+    int sizes[3] = { 1, 1000, mtu - HDR }, ok = rc == 0;
+    for (int i = 0; i < 3 && ok; i++) {
+        for (int j = 0; j < sizes[i]; j++) data[j] = (uint8_t)(j * 13 + i);
+        rc = call(fd, CAT_ROUTER, OP_ECHO, token++, data, sizes[i]);
+        ok = rc == 0;
+    }
+    ok ? pass("attach-echo", "exchange-ops and echoes of 1, 1000 and %d bytes through hmc-example", mtu - HDR)
+       : fail("attach-echo", "rc %d", rc);
+
+    /* hmc-example sends an unsolicited echo request DELAY ms after its reply to "UNSOLICITED DELAY";
+     * meanwhile this process blocks in read(). Its arrival, less DELAY, counted from before the write of
+     * the request, bounds the unsolicited message's delivery from above (the request's and reply's
+     * trips are included). */
+    enum { DELAY_MS = 300 };
+    char text[32];
+    snprintf(text, sizeof text, "UNSOLICITED %d", DELAY_MS);
+    double t0 = now();
+    rc = call_data(fd, OP_ECHO, token++, text, resp, &dlen);
+    if (rc != 0) { fail("attach-unsolicited", "the UNSOLICITED request: rc %d", rc); return 1; }
+    double tr = now();
+    alarm(10);
+    int r = read(fd, resp, mtu);
+    r = r < 0 ? -errno : r;
+    alarm(0);
+    double ta = now(), late = (ta - t0) * 1e3 - DELAY_MS, blocked = (ta - tr) * 1e3;
+    if (r < HDR || !(resp[15] & 0x80) || get16(resp + 20) != OP_ECHO || r - HDR != 6 || memcmp(resp + HDR, "PING 1", 6)) {
+        fail("attach-unsolicited", "blocked read returned %d%s", r, r >= HDR ? " (not the PING 1 echo request)" : "");
+        return 1;
+    }
+    uint32_t ptoken = get32(resp + 8);
+    if (late <= 100 && blocked >= 100)
+        pass("attach-unsolicited", "echo request token 0x%x reached the blocked read() at most %.1f ms after it was sent (read blocked %.0f ms)",
+             ptoken, late, blocked);
+    else
+        fail("attach-unsolicited", "arrived %.1f ms late (limit 100), read blocked %.0f ms (at least 100 proves it was blocked)", late, blocked);
+    /* The partition answers the HMC's echo request with its data. */
+    static uint8_t ans[HDR + 6];
+    build(ans, CAT_ROUTER, OP_ECHO, ptoken, resp + HDR, 6);
+    ans[15] = 0x40;
+    r = write(fd, ans, sizeof ans);
+    r == (int)sizeof ans ? pass("attach-unsolicited-answered", "response written") : fail("attach-unsolicited-answered", "write %d: %s", r, strerror(errno));
+    rc = call(fd, CAT_ROUTER, OP_ECHO, token++, (const uint8_t *)"after", 5);
+    rc == 0 ? pass("attach-echo-after-unsolicited", "ok") : fail("attach-echo-after-unsolicited", "rc %d", rc);
+
+    /* BYE: hmc-example replies and exits, vmcctl detaches. */
+    rc = call_data(fd, OP_ECHO, token++, "BYE", resp, &dlen);
+    if (rc != 0) { fail("attach-detached", "BYE: rc %d", rc); return 1; }
+    if (console_line("detach", 60)) { fail("attach-detached", "the host never said it detached"); return 1; }
+    int irc;
+    if (identify(fd, token++, &irc)) { fail("attach-detached", "hmc-example still answers"); return 1; }
+    rc = call(fd, CAT_ROUTER, OP_EXCHANGE, token++, NULL, 0);
+    if (rc == 0) rc = call(fd, CAT_ROUTER, OP_ECHO, token++, (const uint8_t *)"router again", 12);
+    rc == 0 ? pass("attach-detached", "the router serves the same session again (identify rc 0x%x, exchange-ops and echo ok)", irc)
+            : fail("attach-detached", "rc %d", rc);
+    rc = call(fd, CAT_ROUTER, OP_CLOSE, token++, NULL, 0);
+    rc == 0 ? pass("attach-close", "ok") : fail("attach-close", "rc %d", rc);
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help")) {
-        printf("usage: vmctest basic|burst|twohmc|query|restart|bench|watch|stall|kill9|soak [--drc 0xN] [--mtu N] [--count N] [--closed-session] [--no-summary]\n");
+        printf("usage: vmctest basic|burst|twohmc|query|restart|bench|watch|stall|kill9|soak|attach [--drc 0xN] [--mtu N] [--count N] [--closed-session] [--no-summary]\n");
         return argc < 2;
     }
     uint32_t drc = 0;
@@ -614,6 +738,7 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[1], "stall")) stall(count_given ? count : 2);
     else if (!strcmp(argv[1], "kill9")) kill9(count_given ? count : 20);
     else if (!strcmp(argv[1], "soak")) soak();
+    else if (!strcmp(argv[1], "attach")) attach();
     else { fprintf(stderr, "unknown test %s\n", argv[1]); return 2; }
     if (summary) printf("VMCTEST SUMMARY passed=%d failed=%d\n", passed, failed);
     return failed ? 1 : 0;

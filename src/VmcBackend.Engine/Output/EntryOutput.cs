@@ -1,6 +1,7 @@
 using Serilog;
 using VmcBackend.Engine.Backend;
 using VmcBackend.Engine.Faults;
+using VmcBackend.Engine.Observe;
 using VmcBackend.Wire.Crq;
 
 namespace VmcBackend.Engine.Output;
@@ -18,6 +19,7 @@ internal sealed class EntryOutput
     private readonly IVmcFrontEnd _frontEnd;
     private readonly ILogger _log;
     private readonly EngineCounters _counters;
+    private readonly ObserverSlot _observer;
     private readonly byte[] _backlog;        // ring of 16-byte entries
     private readonly int _capacity;
     private readonly FaultSlot _faults;
@@ -25,8 +27,10 @@ internal sealed class EntryOutput
     private bool _appended;
     private long _holdUntil;
 
-    public EntryOutput(IVmcFrontEnd frontEnd, int backlogCapacity, EngineCounters counters, ILogger log, FaultSlot faults)
+    public EntryOutput(IVmcFrontEnd frontEnd, int backlogCapacity, EngineCounters counters, ILogger log,
+        ObserverSlot observer, FaultSlot faults)
     {
+        _observer = observer;
         _faults = faults;
         _frontEnd = frontEnd;
         _log = log;
@@ -55,6 +59,7 @@ internal sealed class EntryOutput
             PostWithFaults(entry);
             return;
         }
+        _observer.Current?.EntryPosted(entry[..CrqEntry.Size]);
         if (_count == 0 && _frontEnd.TryPostEntry(entry))
         {
             _appended = true;
@@ -80,6 +85,7 @@ internal sealed class EntryOutput
             case OutputFault.Drop: return;
             case OutputFault.Hold: _holdUntil = Math.Max(_holdUntil, holdUntil); break;
         }
+        _observer.Current?.EntryPosted(e);   // what the guest is given: after the fault rewrote it, never a lost one
         if (_count == 0 && !Holding && _frontEnd.TryPostEntry(e))
         {
             _appended = true;
@@ -140,6 +146,7 @@ internal sealed class EntryOutput
         Failed = true;
         _head = _count = 0;
         if (!injected) _log.Error("VMC channel failed ({Reason}): {Text}", reason, text);
+        _observer.Current?.ChannelFailed(reason, text);
         _frontEnd.Fail(reason, text);
     }
 }

@@ -2,6 +2,7 @@ using Serilog;
 using Serilog.Events;
 using VmcBackend.Engine.Buffers;
 using VmcBackend.Engine.Faults;
+using VmcBackend.Engine.Observe;
 using VmcBackend.Engine.Output;
 using VmcBackend.Wire.Crq;
 
@@ -43,8 +44,9 @@ internal sealed class HmcSession : IHmcSessionOutput
     private readonly EngineCounters _counters;
     private readonly ILogger _log;
     private readonly TimeProvider _time;
-    private readonly IHmcSessionHandler _handler;
     private readonly FaultSlot _faults;
+    private readonly ObserverSlot _observer;
+    private IHmcSessionHandler _handler;
     private readonly byte[] _hmcId = new byte[VmcConstants.HmcIdLength];
     private readonly byte[] _inbound;
     private readonly byte[]?[] _outbound;      // ring of waiting messages; a slot's array is made the first time a message waits in it
@@ -54,8 +56,9 @@ internal sealed class HmcSession : IHmcSessionOutput
     private long _reclaimNotBefore;
 
     public HmcSession(int index, VmcLimits limits, BufferPool pool, RemoteWindow window, HypervisorMessages send,
-        EngineCounters counters, ILogger log, TimeProvider time, IHmcSessionHandler handler, FaultSlot faults)
+        EngineCounters counters, ILogger log, TimeProvider time, IHmcSessionHandler handler, ObserverSlot observer, FaultSlot faults)
     {
+        _observer = observer;
         _faults = faults;
         _index = index;
         _pool = pool;
@@ -83,6 +86,20 @@ internal sealed class HmcSession : IHmcSessionOutput
 
     public HmcSessionInfo Info() => new(IsOpen, SessionId, FormatHmcId(_hmcId), _outCount,
         _pool.Count(BufferState.Partition), _pool.Count(BufferState.Hypervisor), _pool.DeliveredCount);
+
+    /// <summary>Replaces the handler; an open session is closed for the old one and opened for the new one.</summary>
+    public IHmcSessionHandler SetHandler(IHmcSessionHandler handler)
+    {
+        var previous = _handler;
+        if (ReferenceEquals(previous, handler)) return previous;
+        _handler = handler;
+        if (IsOpen)
+        {
+            previous.Closed();
+            handler.Opened(this, _hmcId);
+        }
+        return previous;
+    }
 
     // ----------------------------------------------------------------- channel events
 
@@ -158,6 +175,7 @@ internal sealed class HmcSession : IHmcSessionOutput
         int length = (int)e.MessageLength;
         _window.Buffer(_index, e.BufferId)[..length].CopyTo(_inbound);
         _counters.MessagesIn++;
+        _observer.Current?.MessageSeen(_index, MessageDirection.FromPartition, _inbound.AsSpan(0, length));
         if (_log.IsEnabled(LogEventLevel.Debug))
             _log.Debug("HMC {Index}: message of {Length} bytes in buffer {Id}", _index, length, e.BufferId);
         Flush();
@@ -183,7 +201,7 @@ internal sealed class HmcSession : IHmcSessionOutput
         if (!_pool.TakeRemoval(out var purpose)) { Drop("REM_BUF_RESP for HMC {Index} without a REM_BUF", _index); return; }
         if (e.Status == VmcStatus.NoBuffer)
         {
-            if (purpose == RemovalPurpose.Reclaim) _reclaimNotBefore = _time.GetTimestamp() + (long)(ReclaimRetry.TotalSeconds * _time.TimestampFrequency);
+            if (purpose == RemovalPurpose.Reclaim) _reclaimNotBefore = Now() + (long)(ReclaimRetry.TotalSeconds * _time.TimestampFrequency);
             else _log.Information("HMC {Index}: the partition had no free buffer to give back", _index);
             return;
         }
@@ -249,7 +267,7 @@ internal sealed class HmcSession : IHmcSessionOutput
     {
         SendQueued();
         if (_outCount == 0 || _pool.HasPendingRemoval || _pool.HasHypervisorBufferComing) return;
-        if (_time.GetTimestamp() < _reclaimNotBefore) return;
+        if (Now() < _reclaimNotBefore) return;
         if (_pool.TryRequestRemoval(RemovalPurpose.Reclaim)) _send.RemoveBuffer(SessionId, _index);
     }
 
@@ -262,11 +280,19 @@ internal sealed class HmcSession : IHmcSessionOutput
         }
     }
 
+    private long Now()
+    {
+        long t = _time.GetTimestamp();
+        _observer.Current?.TimeRead(t);
+        return t;
+    }
+
     private bool TrySignal(ReadOnlySpan<byte> message)
     {
         int id = _pool.TakeForSignal();
         if (id < 0) return false;
         message.CopyTo(_window.Buffer(_index, id));
+        _observer.Current?.MessageSeen(_index, MessageDirection.ToPartition, message);
         _send.Signal(SessionId, _index, id, message.Length);
         _counters.MessagesOut++;
         return true;

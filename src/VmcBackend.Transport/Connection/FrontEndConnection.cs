@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net.Sockets;
 using Serilog;
@@ -19,6 +20,8 @@ namespace VmcBackend.Transport.Connection;
 /// already received, then the submission ring, then the request slot (docs/protocol.md, "Memory
 /// ordering"), and retries the back-end's pending output at least every 10 ms. Anything malformed
 /// from the front-end ends this connection with one clear log line; nothing escapes Run.
+/// Host-side work (vmcd's control plane) reaches the back-end only through <see cref="Post"/>: it
+/// runs on this thread, between two passes.
 /// </summary>
 public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
 {
@@ -27,7 +30,7 @@ public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
 
     private const int EINVAL = 22;
     private const int RetryMs = 10;
-    private const uint TagSocket = 0, TagKick = 1, TagStop = 2;
+    private const uint TagSocket = 0, TagKick = 1, TagStop = 2, TagPost = 3;
 
     private readonly Socket _socket;
     private readonly FrameSocket _frames;
@@ -35,6 +38,11 @@ public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
     private readonly ILogger _log;
     private readonly GuestMemoryMap _memory = new();
     private readonly EventFd _stop;
+    private readonly EventFd _post;
+    private readonly ConcurrentQueue<Action<IVmcBackend>> _work = new();
+    private readonly Lock _postLock = new();
+    private bool _postClosed;
+    private readonly IConnectionListener? _listener;
     private readonly Epoll _epoll;
     private readonly byte[] _reply = new byte[FrameHeader.MaxPayload];
     private readonly MemRegion[] _regions = new MemRegion[MemTableRequest.MaxRegions];
@@ -48,23 +56,56 @@ public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
     private long _items, _busyTicks, _allocatedAtStart;
 
     /// <param name="spinMicroseconds">How long to poll the rings before sleeping in epoll (0: never).</param>
-    public FrontEndConnection(Socket socket, VmcBackendFactory factory, ILogger log, string name, int spinMicroseconds = 0)
+    /// <param name="peerPid">The front-end's pid (SO_PEERCRED), 0 when unknown.</param>
+    /// <param name="listener">Told when the back-end exists and when the connection has ended (vmcd's control plane).</param>
+    public FrontEndConnection(Socket socket, VmcBackendFactory factory, ILogger log, string name, int spinMicroseconds = 0,
+        uint peerPid = 0, IConnectionListener? listener = null)
     {
         _socket = socket;
         _frames = new FrameSocket(socket);
         _factory = factory;
         _log = log.ForContext("Connection", name);
         _spinTicks = spinMicroseconds * Stopwatch.Frequency / 1_000_000;
+        _listener = listener;
         Name = name;
+        PeerPid = peerPid;
         _stop = EventFd.Create();
-        try { _epoll = new Epoll(); }
-        catch { _stop.Dispose(); throw; }
+        try
+        {
+            _post = EventFd.Create();
+            _epoll = new Epoll();
+        }
+        catch
+        {
+            _stop.Dispose();
+            _post?.Dispose();
+            throw;
+        }
     }
 
     public string Name { get; }
 
+    /// <summary>The front-end's process id as the kernel recorded it at connect (0 if unknown).</summary>
+    public uint PeerPid { get; }
+
     /// <summary>Wakes the loop and makes it end (from any thread).</summary>
     public void RequestStop() => _stop.Signal();
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on this connection's thread with its back-end, between two
+    /// passes (from any thread; it never waits for the connection). False once the connection has
+    /// ended; work still queued then is dropped (<see cref="IConnectionListener.Ended"/> comes after the last run).
+    /// </summary>
+    public bool Post(Action<IVmcBackend> work)
+    {
+        lock (_postLock)
+        {
+            if (_postClosed) return false;
+            _work.Enqueue(work);
+            _post.Signal();
+            return true;
+        }
+    }
 
     // ---- IVmcFrontEnd (called by the back-end on this connection's thread)
 
@@ -93,6 +134,8 @@ public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
             _offered = TransportFeatures | (VmcUserFeatures)_backend.Features;
             _epoll.Add((int)_socket.Handle, TagSocket);
             _epoll.Add(_stop.Fd, TagStop);
+            _epoll.Add(_post.Fd, TagPost);
+            Notify(l => l.Started(this, _backend));
             Loop(_backend);
         }
         catch (Exception e)
@@ -111,6 +154,7 @@ public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
             uint ready = _epoll.Wait(timeout);
             if ((ready & (1u << (int)TagStop)) != 0) { _log.Information("closing front-end connection: vmcd is stopping"); return; }
             if ((ready & (1u << (int)TagKick)) != 0) _channel!.Kick.Drain();
+            if ((ready & (1u << (int)TagPost)) != 0) RunPosted(backend);
             long t0 = Stopwatch.GetTimestamp();
             if (!Service(backend)) return;
             _busyTicks += Stopwatch.GetTimestamp() - t0;
@@ -118,6 +162,24 @@ public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
             _again = false;
             if (timeout < 0 && _spinTicks > 0 && Spin()) timeout = 0;
         }
+    }
+
+    /// <summary>Runs the host-side work posted so far. A failing item is logged and does not end the connection.</summary>
+    private void RunPosted(IVmcBackend backend)
+    {
+        _post.Drain();
+        while (_work.TryDequeue(out var work))
+        {
+            try { work(backend); }
+            catch (Exception e) { _log.Error("a control-plane request failed on this connection: {Error}", e.Message); }
+        }
+    }
+
+    private void Notify(Action<IConnectionListener> call)
+    {
+        if (_listener == null) return;
+        try { call(_listener); }
+        catch (Exception e) { _log.Error("the control plane failed to follow this connection: {Error}", e.Message); }
     }
 
     /// <summary>Polls the rings for a short while before sleeping; true if work showed up.</summary>
@@ -369,10 +431,27 @@ public sealed class FrontEndConnection : IVmcFrontEnd, IDisposable
         using var context = Serilog.Context.LogContext.PushProperty("Connection", Name);
         try { _backend?.Reset(); }
         catch (Exception e) { _log.Debug(e, "back-end reset at disconnect failed"); }
+        lock (_postLock) _postClosed = true;
+        if (_backend != null) Notify(l => l.Ended(this));
+        _work.Clear();
         (_backend as IDisposable)?.Dispose();
         _channel?.Dispose();
         _memory.Dispose();
         _epoll.Dispose();
         _stop.Dispose();
+        _post.Dispose();
     }
+}
+
+/// <summary>
+/// Follows the life of front-end connections (vmcd's control plane). Both calls come on the
+/// connection's own thread, so the listener may touch the back-end in them.
+/// </summary>
+public interface IConnectionListener
+{
+    /// <summary>The back-end was made; nothing has been served yet.</summary>
+    void Started(FrontEndConnection connection, IVmcBackend backend);
+
+    /// <summary>The connection ended and its back-end was reset for the last time; posted work not run by now never runs.</summary>
+    void Ended(FrontEndConnection connection);
 }

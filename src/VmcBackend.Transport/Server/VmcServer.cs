@@ -43,33 +43,10 @@ public sealed class VmcServer : IDisposable
         _log = log;
     }
 
-    /// <summary>
-    /// Creates the socket at <paramref name="path"/> (replacing a stale one), mode 0600. It is bound
-    /// and listening under a temporary name first and then renamed into place, so the path never
-    /// names a socket that refuses connections or has a wider mode.
-    /// </summary>
+    /// <summary>Creates the socket at <paramref name="path"/> (mode 0600; see <see cref="UnixListener.Create"/>).</summary>
     public static VmcServer Listen(string path, VmcBackendFactory factory, ILogger log, VmcServerOptions? options = null)
     {
-        if (Directory.Exists(path)) throw new IOException($"{path} is a directory; give the socket a file path");
-        string full = System.IO.Path.GetFullPath(path);
-        string? dir = System.IO.Path.GetDirectoryName(full);
-        if (dir != null && !Directory.Exists(dir)) throw new IOException($"the socket's directory {dir} does not exist; create it or choose another path");
-        string temporary = System.IO.Path.Combine(dir ?? "/", $".{System.IO.Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
-        if (File.Exists(temporary)) File.Delete(temporary);
-        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            s.Bind(new UnixDomainSocketEndPoint(temporary));
-            File.SetUnixFileMode(temporary, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            s.Listen(64);
-            File.Move(temporary, full, overwrite: true);
-        }
-        catch
-        {
-            s.Dispose();
-            try { File.Delete(temporary); } catch (IOException) { }
-            throw;
-        }
+        var s = UnixListener.Create(path, out string full);
         return new VmcServer(s, full, factory, options, log);
     }
 
@@ -144,7 +121,7 @@ public sealed class VmcServer : IDisposable
                 RefuseFull(client);
                 return;
             }
-            var conn = new FrontEndConnection(client, _factory, _log, name, _options.SpinMicroseconds);
+            var conn = new FrontEndConnection(client, _factory, _log, name, _options.SpinMicroseconds, pid, _options.Connections);
             var t = new Thread(() => Serve(client, conn)) { IsBackground = true, Name = $"vmcd-{name}" };
             _connections.Add((conn, t));
             t.Start();
@@ -186,29 +163,14 @@ public sealed class VmcServer : IDisposable
         }
     }
 
-    /// <summary>The default peer rule: vmcd's own uid or root.</summary>
-    private static string? OwnUidOrRoot(Socket s)
+    /// <summary>The default peer rule: vmcd's own uid or root (also the control socket's default).</summary>
+    public static string? OwnUidOrRoot(Socket s)
     {
-        if (!TryPeerCredentials(s, out uint pid, out uint uid, out uint gid)) return "the kernel gave no peer credentials";
+        if (!PeerCredentials.TryGet(s, out uint pid, out uint uid, out uint gid)) return "the kernel gave no peer credentials";
         return uid == 0 || uid == OwnUid ? null : $"pid {pid} runs as uid {uid} gid {gid}; only uid {OwnUid} or root may connect";
     }
 
-    private static uint PeerPid(Socket s) => TryPeerCredentials(s, out uint pid, out _, out _) ? pid : 0;
-
-    private static bool TryPeerCredentials(Socket s, out uint pid, out uint uid, out uint gid)
-    {
-        Span<byte> cred = stackalloc byte[12];   // struct ucred { pid_t pid; uid_t uid; gid_t gid; }, native byte order
-        pid = 0; uid = gid = uint.MaxValue;
-        try
-        {
-            if (s.GetRawSocketOption(LibC.SOL_SOCKET, LibC.SO_PEERCRED, cred) < 12) return false;
-        }
-        catch (SocketException) { return false; }
-        pid = BitConverter.ToUInt32(cred);
-        uid = BitConverter.ToUInt32(cred[4..]);
-        gid = BitConverter.ToUInt32(cred[8..]);
-        return true;
-    }
+    private static uint PeerPid(Socket s) => PeerCredentials.TryGet(s, out uint pid, out _, out _) ? pid : 0;
 
     public void Stop()
     {
@@ -233,4 +195,58 @@ public sealed class VmcServer : IDisposable
     }
 
     public void Dispose() => Stop();
+}
+
+/// <summary>A connected unix socket peer's credentials as the kernel recorded them at connect (SO_PEERCRED).</summary>
+public static class PeerCredentials
+{
+    public static bool TryGet(Socket s, out uint pid, out uint uid, out uint gid)
+    {
+        Span<byte> cred = stackalloc byte[12];   // struct ucred { pid_t pid; uid_t uid; gid_t gid; }, native byte order
+        pid = 0; uid = gid = uint.MaxValue;
+        try
+        {
+            if (s.GetRawSocketOption(LibC.SOL_SOCKET, LibC.SO_PEERCRED, cred) < 12) return false;
+        }
+        catch (SocketException) { return false; }
+        pid = BitConverter.ToUInt32(cred);
+        uid = BitConverter.ToUInt32(cred[4..]);
+        gid = BitConverter.ToUInt32(cred[8..]);
+        return true;
+    }
+}
+
+/// <summary>A listening unix stream socket created the way vmcd creates its sockets.</summary>
+public static class UnixListener
+{
+    /// <summary>
+    /// Creates the socket at <paramref name="path"/> (replacing a stale one), mode 0600. It is bound
+    /// and listening under a temporary name first and then renamed into place, so the path never
+    /// names a socket that refuses connections or has a wider mode.
+    /// </summary>
+    public static Socket Create(string path, out string fullPath)
+    {
+        if (Directory.Exists(path)) throw new IOException($"{path} is a directory; give the socket a file path");
+        string full = Path.GetFullPath(path);
+        string? dir = Path.GetDirectoryName(full);
+        if (dir != null && !Directory.Exists(dir)) throw new IOException($"the socket's directory {dir} does not exist; create it or choose another path");
+        string temporary = Path.Combine(dir ?? "/", $".{Path.GetFileName(full)}.{Environment.ProcessId}.tmp");
+        if (File.Exists(temporary)) File.Delete(temporary);
+        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            s.Bind(new UnixDomainSocketEndPoint(temporary));
+            File.SetUnixFileMode(temporary, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            s.Listen(64);
+            File.Move(temporary, full, overwrite: true);
+        }
+        catch
+        {
+            s.Dispose();
+            try { File.Delete(temporary); } catch (IOException) { }
+            throw;
+        }
+        fullPath = full;
+        return s;
+    }
 }

@@ -17,4 +17,7 @@ public sealed record VmcServerOptions
     /// (microseconds; 0 never spins). See scripts/bench.sh for what it buys.
     /// </summary>
     public int SpinMicroseconds { get; init; }
+
+    /// <summary>Told when each connection's back-end exists and when the connection ends (vmcd's control plane).</summary>
+    public Connection.IConnectionListener? Connections { get; init; }
 }

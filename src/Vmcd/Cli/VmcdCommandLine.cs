@@ -9,7 +9,11 @@ namespace Vmcd.Cli;
 
 /// <summary>Everything vmcd was asked to do, checked: the result of parsing its command line.</summary>
 public sealed record VmcdSettings(
-    string? SocketPath, int? Fd, VmcLimits Limits, LogEventLevel LogLevel, LogFormat LogFormat, PeerPolicy Peers);
+    string? SocketPath, int? Fd, VmcLimits Limits, LogEventLevel LogLevel, LogFormat LogFormat, PeerPolicy Peers, string? ControlPath = null)
+{
+    /// <summary>The control socket: --control PATH, else &lt;socket-path&gt;.ctl; null with --control none, or with --fd/socket activation and no --control.</summary>
+    public string? ControlSocket => ControlPath == "none" ? null : ControlPath ?? (SocketPath != null ? SocketPath + ".ctl" : null);
+}
 
 /// <summary>
 /// vmcd's options, following the back-end program conventions of QEMU's vhost-user specification
@@ -34,6 +38,8 @@ public static class VmcdCommandLine
     { HelpName = "N", Description = $"HMC sessions offered to the guest ({VmcBackend.Wire.Crq.VmcConstants.MinHmcs}..{VmcBackend.Wire.Crq.VmcConstants.MaxHmcs})", DefaultValueFactory = _ => new VmcLimits().MaxHmcs };
     private static readonly Option<string> DrcIndex = new("--drc-index")
     { HelpName = "INDEX", Description = "DRC index H_REQUEST_VMC returns (decimal or 0x hex)", DefaultValueFactory = _ => $"0x{new VmcLimits().DrcIndex:X8}" };
+    private static readonly Option<string?> Control = new("--control")
+    { Description = "Control socket for vmcctl (mode 0600, same peers as the data socket); default <socket-path>.ctl, none with --fd unless given; 'none' disables it", HelpName = "PATH|none" };
     private static readonly Option<string[]> AllowUid = new("--allow-uid")
     { Description = "Also serve front-ends running as this user (uid or name; repeatable). Root and vmcd's own uid always may", HelpName = "USER" };
     private static readonly Option<string[]> AllowGid = new("--allow-gid")
@@ -54,7 +60,7 @@ public static class VmcdCommandLine
         settings = null!;
         var root = new RootCommand("vmcd: the hypervisor side of IBM's Virtual Management Channel, for QEMU's spapr-vmc device")
         {
-            SocketPath, Fd, MaxMtu, PoolSize, MaxHmcs, DrcIndex, AllowUid, AllowGid, Level, Format, PrintCapabilities,
+            SocketPath, Fd, Control, MaxMtu, PoolSize, MaxHmcs, DrcIndex, AllowUid, AllowGid, Level, Format, PrintCapabilities,
         };
         VmcdSettings? parsed = null;
         root.SetAction(r => { parsed = Check(r); return parsed == null ? ExitUsage : 0; });
@@ -91,6 +97,8 @@ public static class VmcdCommandLine
         if (path != null && fd != null) { Usage("give either --socket-path PATH or --fd N, not both"); return null; }
         if (fd is < 0) { Usage($"--fd {fd}: not a file descriptor number"); return null; }
         if (path?.Length == 0) { Usage("--socket-path: empty path"); return null; }
+        string? control = r.GetValue(Control);
+        if (control?.Length == 0) { Usage("--control: empty path (give a path, or none)"); return null; }
 
         if (!TryParseName(r.GetValue(Level), out LogEventLevel level))
         {
@@ -107,7 +115,7 @@ public static class VmcdCommandLine
             Usage(error!);
             return null;
         }
-        return new VmcdSettings(path, fd, limits, level, format, peers);
+        return new VmcdSettings(path, fd, limits, level, format, peers, control);
     }
 
     /// <summary>An enum member by name, any case; numbers are not names.</summary>

@@ -1,7 +1,9 @@
 using System.Net.Sockets;
 using System.Text;
 using Serilog;
+using VmcBackend.Control.Server;
 using VmcBackend.Engine;
+using VmcBackend.Transport.Connection;
 using VmcBackend.Transport.Server;
 using Vmcd.Cli;
 using Vmcd.Systemd;
@@ -19,19 +21,21 @@ public static class ServerStartup
     /// <summary>Longest unix socket path (sun_path is 108 bytes with the terminating NUL).</summary>
     public const int MaxSocketPath = 107;
 
-    public static VmcServer? Open(VmcdSettings settings, ILogger log, out string where)
+    /// <param name="connections">Told about each connection (the control plane).</param>
+    public static VmcServer? Open(VmcdSettings settings, ILogger log, IConnectionListener? connections, out string where)
     {
         int? activated = SocketActivation.TakeListenFd(out string? activationError);
-        if (settings.SocketPath != null) return OpenPath(settings, log, where = settings.SocketPath);
-        if (settings.Fd is int fd) return OpenFd(settings, fd, log, where = $"fd {fd}");
+        var options = new VmcServerOptions { AdmitPeer = settings.Peers.Check, Connections = connections };
+        if (settings.SocketPath != null) return OpenPath(settings, options, log, where = settings.SocketPath);
+        if (settings.Fd is int fd) return OpenFd(settings, options, fd, log, where = $"fd {fd}");
         where = $"fd {SocketActivation.FirstFd} (socket activation)";
         if (activationError != null) { log.Error("cannot serve the socket the service manager passed: {Error}", activationError); return null; }
-        if (activated is int afd) return OpenFd(settings, afd, log, where);
+        if (activated is int afd) return OpenFd(settings, options, afd, log, where);
         log.Error("no socket to serve: give --socket-path PATH or --fd N, or start vmcd through vmcd.socket (see vmcd --help)");
         return null;
     }
 
-    private static VmcServer? OpenPath(VmcdSettings settings, ILogger log, string path)
+    private static VmcServer? OpenPath(VmcdSettings settings, VmcServerOptions options, ILogger log, string path)
     {
         if (Encoding.UTF8.GetByteCount(path) > MaxSocketPath)
         {
@@ -44,7 +48,7 @@ public static class ServerStartup
             log.Error("cannot listen on {Path}: directory {Dir} does not exist; create it (mkdir -p {Dir}) or choose another --socket-path", path, dir, dir);
             return null;
         }
-        try { return VmcServer.Listen(path, VmcEngine.Factory(settings.Limits, log), log, new VmcServerOptions { AdmitPeer = settings.Peers.Check }); }
+        try { return VmcServer.Listen(path, VmcEngine.Factory(settings.Limits, log), log, options); }
         catch (Exception e) when (e is IOException or SocketException or UnauthorizedAccessException)
         {
             log.Error("cannot listen on {Path}: {Error}; check that {Dir} is writable for vmcd, or pass a listening socket with --fd", path, e.Message, dir);
@@ -52,7 +56,7 @@ public static class ServerStartup
         }
     }
 
-    private static VmcServer? OpenFd(VmcdSettings settings, int fd, ILogger log, string where)
+    private static VmcServer? OpenFd(VmcdSettings settings, VmcServerOptions options, int fd, ILogger log, string where)
     {
         string? problem = CheckListeningUnixSocket(fd);
         if (problem != null)
@@ -60,10 +64,33 @@ public static class ServerStartup
             log.Error("cannot serve {Where}: {Problem}; pass a listening unix stream socket", where, problem);
             return null;
         }
-        try { return VmcServer.FromFd(fd, VmcEngine.Factory(settings.Limits, log), log, new VmcServerOptions { AdmitPeer = settings.Peers.Check }); }
+        try { return VmcServer.FromFd(fd, VmcEngine.Factory(settings.Limits, log), log, options); }
         catch (Exception e) when (e is IOException or SocketException)
         {
             log.Error("cannot serve {Where}: {Error}", where, e.Message);
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The control socket for vmcctl (<see cref="VmcdSettings.ControlSocket"/>), or null when there is
+    /// none; <paramref name="failed"/> when it was asked for and cannot be created (logged: what to do).
+    /// </summary>
+    public static ControlServer? OpenControl(VmcdSettings settings, VmRegistry registry, ILogger log, string dataSocket, out bool failed)
+    {
+        failed = false;
+        if (settings.ControlSocket is not { } path) return null;
+        if (Encoding.UTF8.GetByteCount(path) > MaxSocketPath)
+        {
+            log.Error("cannot create the control socket {Path}: a unix socket path has at most {Max} bytes; give a shorter --control PATH (or --control none)", path, MaxSocketPath);
+            failed = true;
+            return null;
+        }
+        try { return ControlServer.Listen(path, registry, log, settings.Peers.Check, dataSocket); }
+        catch (Exception e) when (e is IOException or SocketException or UnauthorizedAccessException)
+        {
+            log.Error("cannot create the control socket {Path}: {Error}; give another --control PATH (or --control none)", path, e.Message);
+            failed = true;
             return null;
         }
     }
