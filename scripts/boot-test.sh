@@ -15,7 +15,10 @@
 #                               (tests/guest/patches/apply.sh) as --driver-src
 #     --kernel-image FILE [--modules-dir DIR]   your own ppc64le kernel (see build-guest.sh)
 #     --junit FILE              also write the results as JUnit XML
-#   BOOT_TIMEOUT=seconds per boot (180); HOSTILE_COUNT=random CRQ entries (1000000),
+#     --report DIR              record each fault scenario's CRQ traffic (vmcctl trace) and write the
+#                               conformance report DIR/report.html (self-contained) and DIR/junit-*.xml;
+#                               runs into the same DIR add up (e.g. a stock and a --patched run)
+#   VMC_REPORT_DIR=DIR: as --report DIR. BOOT_TIMEOUT=seconds per boot (180); HOSTILE_COUNT=random CRQ entries (1000000),
 #   HOSTILE_TIMEOUT=seconds for the hostile guest (900); TRACE_DIR=directory: keep the traces the
 #   trace and attach scenarios record (KERNEL-SCENARIO.vmctrace)
 # Every boot has slub_debug=FZPU (6.12 also KFENCE); /init validates the slab caches before power
@@ -26,7 +29,7 @@ set -uo pipefail
 . "$VMC_REPO/scripts/lib/vm.sh"
 . "$VMC_REPO/scripts/lib/results.sh"
 
-kernels="" guest_opts=() junit="" scenarios=() driver_src="" patched="" report_dir=""
+kernels="" guest_opts=() junit="" scenarios=() driver_src="" patched="" report_dir=${VMC_REPORT_DIR:-}
 while [ $# -gt 0 ]; do
     case "$1" in
         --kernel) kernels+=" ${2:?--kernel needs 6.1 or 6.12}"; shift ;;
@@ -527,6 +530,10 @@ scenario_fault() {
         mkdir -p "$report_dir/traces" && cp "$TRACE_FILE" "$report_dir/traces/$k-fault-$name.vmctrace" 2>/dev/null
         TRACE_PID=""
     fi
+    # the reaction is vmctest's line, or a kernel report that ended vmctest (then kernel-clean quotes it)
+    if ! grep -aqE 'VMCTEST (PASS|FAIL|XFAIL) reaction' "$con" && [ "$(kernel_verdict "$con")" = clean ]; then
+        result FAIL "$k/$sc/reaction" "vmctest fault $name stated no reaction and the kernel reported nothing (console: $con)"
+    fi
     scenario_done "$k" "$sc" "$con" "$start" --no-wait
     if [ -n "$report_dir" ]; then mkdir -p "$report_dir/consoles"; cp "$con" "$report_dir/consoles/$k-fault-$name.console"; cp "$vlog" "$report_dir/consoles/$k-fault-$name.vmcd.log"; fi
 }
@@ -583,4 +590,18 @@ done
 log "boot tests took $((SECONDS - t0)) s; logs in $work"
 results_summary
 [ -z "$junit" ] || junit_write boot-test "$RESULTS_FILE" "$junit"
+if [ -n "$report_dir" ]; then
+    # this run's results, consoles and decoded traces under DIR/runs/<kernels>-<driver>, then the
+    # report over every run in DIR (a stock and a --patched run make one report)
+    label="$(tr ' ' '+' <<<"${kernels# }")-$( [ -n "$patched" ] && echo patched || { [ -n "$driver_src" ] && echo "driver-src" || echo stock; })"
+    run="$report_dir/runs/$label"; rm -rf "$run"; mkdir -p "$run/traces"
+    cp "$RESULTS_FILE" "$run/results"
+    for t in "$report_dir"/traces/*.vmctrace; do
+        [ -f "$t" ] || continue
+        "$VMCCTL" trace --read "$t" >"$run/traces/$(basename "$t" .vmctrace).txt" 2>/dev/null; mv "$t" "$run/traces/"
+    done
+    [ -d "$report_dir/consoles" ] && mv "$report_dir/consoles" "$run/"
+    junit_write "boot-test-$label" "$RESULTS_FILE" "$report_dir/junit-$label.xml"
+    python3 "$VMC_REPO/scripts/lib/report.py" "$report_dir" || result FAIL "report/written" "scripts/lib/report.py $report_dir failed"
+fi
 [ "$R_FAIL" -eq 0 ]

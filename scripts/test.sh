@@ -79,8 +79,10 @@ done
 # The QEMU device checks (with guest-checks) and the guest boot tests build QEMU and the guest
 # image themselves (cached); the workbench checks prove the boot tests' own verdicts.
 shell_suites=(tests/setup/apt-test.sh scripts/loopback.sh tests/qemu/device-checks.sh tests/service/service-checks.sh
-              scripts/boot-test.sh
+              scripts/boot-test.sh tests/guest/report-checks.sh
               tests/guest/workbench-checks.sh)
+# boot-test writes its conformance report there; report-checks.sh renders it with headless Chromium
+export VMC_REPORT_DIR="$logdir/report"
 for suite in "${shell_suites[@]}"; do
     name=$(basename "$suite" .sh)
     log "running $name"
