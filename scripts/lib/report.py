@@ -162,6 +162,8 @@ for r in runs:
         for txt in (rdet, kdet):
             for t in re.findall(r"\btrap ?(\d+)", txt):
                 traps[f"trap {t}"] += 1
+        if not rv:
+            rv, rdet = kv, "vmctest was ended by the kernel report in the next column"
         out.append(f"<tr><td><b>{esc(f)}</b></td><td>{esc(inj)}</td><td class='{rv}'>{esc(rv)}: {esc(rdet)}</td>"
                    f"<td class='{kv}'>{esc(kv)}{': ' + esc(kdet) if kdet else ''}</td><td class='{cv}'>{esc(cv)}{': ' + esc(cdet) if cdet else ''}</td></tr>")
     out.append("</table>")
@@ -173,8 +175,8 @@ for r in runs:
             out.append(f"<tr><td>{esc(n)}</td><td class='{v}'>{esc(v)}{': ' + esc(d) if d else ''}</td></tr>")
         out.append("</table>")
     out.append("<h3>Sequence diagrams of each scenario's CRQ traffic</h3>")
-    for name, e in evs.items():
-        out.append(f"<details class='seq'><summary>{esc(name)} ({len(e)} events)</summary>{svg(e)}</details>")
+    for i, (name, e) in enumerate(evs.items()):
+        out.append(f"<details class='seq'{' open' if 'uaf-after-close' in name or (i == 0 and not any('uaf-after-close' in n for n in evs)) else ''}><summary>{esc(name)} ({len(e)} events)</summary>{svg(e)}</details>")
 out.append("</body></html>")
 open(os.path.join(DIR, "report.html"), "w").write("\n".join(out))
 print(f"report: {os.path.join(DIR, 'report.html')} ({len(runs)} runs)")
