@@ -6,14 +6,18 @@
 # and a closing "N passed, N failed, N xfailed, N skipped" line; exits non-zero on any FAIL.
 #
 #   scripts/boot-test.sh [options] [scenario...]
-#     scenarios: basic params twohmc restart reset stall kill9 hostile trace attach (default: all)
+#     scenarios: basic params twohmc restart reset stall kill9 hostile trace attach faults (default:
+#                all); faults = one scenario per tests/guest/faults/NAME.faults, faults/NAME just one
 #     --kernel 6.1|6.12         one kernel of the matrix (default: both)
-#     --driver-src DIR          your ibmvmc.c/ibmvmc.h, built against each kernel's headers
+#     --driver-src DIR          your ibmvmc.c/ibmvmc.h, built against each kernel's headers (DIR/6.1/
+#                               and DIR/6.12/ are taken for that kernel when they hold the files)
+#     --patched                 the stock driver of each kernel with tests/guest/patches applied
+#                               (tests/guest/patches/apply.sh) as --driver-src
 #     --kernel-image FILE [--modules-dir DIR]   your own ppc64le kernel (see build-guest.sh)
 #     --junit FILE              also write the results as JUnit XML
 #     --report DIR              DIR/report.html (self-contained conformance report: CRQ traffic both
 #                               ways, states, faults, a sequence diagram per scenario) and DIR/junit.xml
-#   BOOT_TIMEOUT=seconds per boot (180); HOSTILE_COUNT=random CRQ entries (1000000),
+#   VMC_REPORT_DIR=DIR: as --report DIR. BOOT_TIMEOUT=seconds per boot (180); HOSTILE_COUNT=random CRQ entries (1000000),
 #   HOSTILE_TIMEOUT=seconds for the hostile guest (900); TRACE_DIR=directory: keep the traces the
 #   trace and attach scenarios record (KERNEL-SCENARIO.vmctrace)
 # Every boot has slub_debug=FZPU (6.12 also KFENCE); /init validates the slab caches before power
@@ -24,16 +28,17 @@ set -uo pipefail
 . "$VMC_REPO/scripts/lib/vm.sh"
 . "$VMC_REPO/scripts/lib/results.sh"
 
-kernels="" guest_opts=() junit="" scenarios=()
-report_dir=""
+kernels="" guest_opts=() junit="" scenarios=() driver_src="" patched="" report_dir=${VMC_REPORT_DIR:-}
 while [ $# -gt 0 ]; do
     case "$1" in
         --kernel) kernels+=" ${2:?--kernel needs 6.1 or 6.12}"; shift ;;
-        --driver-src|--modules-dir) guest_opts+=("$1" "${2:?$1 needs a directory}"); shift ;;
+        --driver-src) driver_src=${2:?$1 needs a directory}; shift ;;
+        --modules-dir) guest_opts+=("$1" "${2:?$1 needs a directory}"); shift ;;
+        --patched) patched=1 ;;
         --kernel-image) guest_opts+=("$1" "${2:?$1 needs a file}"); kernels=image; shift ;;
         --junit) junit=${2:?--junit needs a file}; shift ;;
         --report) report_dir=${2:?--report needs a directory}; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         -*) die "unknown option $1 (try --help)" ;;
         *) scenarios+=("$1") ;;
     esac
@@ -41,10 +46,14 @@ while [ $# -gt 0 ]; do
 done
 kernels=${kernels:-"6.1 6.12"}
 for k in $kernels; do case $k in 6.1|6.12|image) ;; *) die "--kernel $k: choose 6.1 or 6.12" ;; esac; done
-ALL="basic params twohmc restart reset stall kill9 hostile trace attach"
+[ -z "$patched" ] || [ -z "$driver_src" ] || die "give --patched or --driver-src DIR, not both"
+ALL="basic params twohmc restart reset stall kill9 hostile trace attach faults"
+FAULT_DIR="$VMC_REPO/tests/guest/faults"
+FAULTS=$(cd "$FAULT_DIR" && ls -- *.faults | sed 's/\.faults$//' | tr '\n' ' ')
 [ ${#scenarios[@]} -gt 0 ] || read -r -a scenarios <<<"$ALL"
 for sc in "${scenarios[@]}"; do
-    [[ " $ALL " == *" $sc "* ]] || die "unknown scenario $sc ($ALL)"
+    [[ " $ALL " == *" $sc "* ]] || { [[ $sc == faults/* ]] && [ -f "$FAULT_DIR/${sc#faults/}.faults" ]; } \
+        || die "unknown scenario $sc ($ALL, or faults/NAME for NAME in: $FAULTS)"
 done
 
 # --report: every vmcd is traced (vm.sh's vmcd_start); the report is written at the end
@@ -494,6 +503,39 @@ scenario_attach() {
     scenario_done "$k" "$sc" "$con" "$start" --no-wait
 }
 
+# fault_header FILE KEY: the value of a "# KEY: value" line of a faults file (vmcd, guest)
+fault_header() { sed -n "s/^# $2: //p" "$1" | head -1; }
+
+# faults/NAME: vmcd --faults tests/guest/faults/NAME.faults, the guest runs vmctest fault NAME
+# (its reaction: PASS, or XFAIL for a known driver bug, quoted; then a new session), every rule of
+# the file must have acted (vmcd's "fault RULE: what it did" lines), and the kernel must be clean
+# (SLUB: a report of a known driver bug is XFAIL). With --report, vmcd_start traces it like every vmcd.
+scenario_fault() {
+    local k=$1 name=$2 sc="faults/$2" file="$FAULT_DIR/$2.faults" start=$SECONDS
+    local sock="$work/$1-fault-$2.sock" con="$work/$1-fault-$2.console" vlog="$work/$1-fault-$2.vmcd.log"
+    local rule rules=0 acted=0 missing="" what=""
+    log "scenario $k/$sc"
+    # shellcheck disable=SC2046
+    vmcd_start "$sock" "$vlog" --faults "$file" $(fault_header "$file" vmcd)
+    qemu_start "$sock" "$(fault_header "$file" guest) vmc.test=\"fault $name\"" "$con" "$BOOT_TIMEOUT"
+    wait "$QEMU_PID" 2>/dev/null
+    while IFS= read -r rule; do
+        rule=$(sed 's/#.*//; s/^[ \t]*//; s/[ \t]*$//' <<<"$rule")
+        [ -n "$rule" ] || continue
+        rules=$((rules + 1))
+        if grep -aqF "fault $rule: " "$vlog"; then
+            acted=$((acted + 1)); what+="${what:+; }$(grep -aF "fault $rule: " "$vlog" | head -1 | sed 's/.*\(fault .*\)/\1/')"
+        else missing+="${missing:+, }'$rule'"; fi
+    done <"$file"
+    if [ "$acted" -eq "$rules" ]; then result PASS "$k/$sc/injected" "vmcd: $what"
+    else result FAIL "$k/$sc/injected" "never acted: $missing (vmcd log: $vlog)"; fi
+    # the reaction is vmctest's line, or a kernel report that ended vmctest (then kernel-clean quotes it)
+    if ! grep -aqE 'VMCTEST (PASS|FAIL|XFAIL) reaction' "$con" && [ "$(kernel_verdict "$con")" = clean ]; then
+        result FAIL "$k/$sc/reaction" "vmctest fault $name stated no reaction and the kernel reported nothing (console: $con)"
+    fi
+    scenario_done "$k" "$sc" "$con" "$start" --no-wait
+}
+
 t0=$SECONDS
 vm_tools
 if [[ " ${scenarios[*]} " == *" trace "* || " ${scenarios[*]} " == *" attach "* || -n "$report_dir" ]]; then
@@ -508,6 +550,17 @@ fi
 for k in $kernels; do
     kopts=("${guest_opts[@]}")
     [ "$k" = image ] || kopts+=(--kernel "$k")
+    if [ -n "$patched" ]; then
+        # the stock driver of this kernel (build-guest.sh's DRIVER_SRC), patched
+        vm_guest "${kopts[@]}" >/dev/null || { result FAIL "$k/build/guest-image" "$VM_GUEST_ERROR"; continue; }
+        if ! "$VMC_REPO/tests/guest/patches/apply.sh" "$DRIVER_SRC" "$work/patched-$k" >"$work/patched-$k.log" 2>&1; then
+            result FAIL "$k/build/patched-driver" "tests/guest/patches/apply.sh $DRIVER_SRC: $(tail -1 "$work/patched-$k.log")"; continue
+        fi
+        log "patched driver for $k: $(grep -c '^applied' "$work/patched-$k.log") patches applied ($work/patched-$k)"
+        kopts+=(--driver-src "$work/patched-$k")
+    elif [ -n "$driver_src" ]; then
+        if [ -f "$driver_src/$k/ibmvmc.c" ]; then kopts+=(--driver-src "$driver_src/$k"); else kopts+=(--driver-src "$driver_src"); fi
+    fi
     tk=$SECONDS
     if ! vm_guest "${kopts[@]}"; then
         result FAIL "$k/build/guest-image" "$VM_GUEST_ERROR"
@@ -527,6 +580,8 @@ for k in $kernels; do
             hostile) scenario_hostile "$GUEST_KERNEL" ;;
             trace)   scenario_trace "$GUEST_KERNEL" ;;
             attach)  scenario_attach "$GUEST_KERNEL" ;;
+            faults)  for f in $FAULTS; do scenario_fault "$GUEST_KERNEL" "$f"; done ;;
+            faults/*) scenario_fault "$GUEST_KERNEL" "${sc#faults/}" ;;
         esac
     done
 done

@@ -2,6 +2,7 @@ using Serilog;
 using Serilog.Events;
 using VmcBackend.Engine.Backend;
 using VmcBackend.Engine.Buffers;
+using VmcBackend.Engine.Faults;
 using VmcBackend.Engine.Handshake;
 using VmcBackend.Engine.Memory;
 using VmcBackend.Engine.Observe;
@@ -36,36 +37,43 @@ public sealed class VmcEngine : IVmcBackend
     private readonly BufferPool[] _pools;
     private readonly HmcSession[] _sessions;
     private readonly RdmaService _rdma;
+    private readonly FaultSlot _faultSlot = new();
     private readonly ObserverSlot _observer = new();
     private ObservedMemory? _observedMemory;
     private uint _queueEntries;
 
+    /// <summary>This engine's faults (vmcd --faults, vmcctl inject); null, and never consulted, without any.</summary>
+    private EngineFaults? Faults => _faultSlot.Current;
+
     /// <summary>Validates <paramref name="limits"/> once and returns the factory the transport
     /// calls for each connected front-end. <paramref name="handlers"/> gives the handler of each
-    /// HMC index (default: the HMC command router).</summary>
+    /// HMC index (default: the HMC command router). <paramref name="faults"/>: the fault plan every
+    /// engine of this factory consults (docs/faults.md); none by default, and then nothing is consulted.</summary>
     public static VmcBackendFactory Factory(VmcLimits limits, ILogger? log = null,
-        Func<int, IHmcSessionHandler>? handlers = null, TimeProvider? time = null)
+        Func<int, IHmcSessionHandler>? handlers = null, TimeProvider? time = null, FaultPlan? faults = null)
     {
         limits.Validate();
-        return frontEnd => new VmcEngine(limits, frontEnd, log, handlers, time);
+        return frontEnd => new VmcEngine(limits, frontEnd, log, handlers, time, faults);
     }
 
-    internal VmcEngine(VmcLimits limits, IVmcFrontEnd frontEnd, ILogger? log, Func<int, IHmcSessionHandler>? handlers, TimeProvider? time)
+    internal VmcEngine(VmcLimits limits, IVmcFrontEnd frontEnd, ILogger? log, Func<int, IHmcSessionHandler>? handlers, TimeProvider? time,
+        FaultPlan? faults = null)
     {
         Limits = limits;
         Time = time ?? TimeProvider.System;
         _frontEnd = frontEnd;
         _log = log ?? Serilog.Core.Logger.None;
-        _output = new EntryOutput(frontEnd, limits.OutputBacklog, Counters, _log, _observer);
-        _send = new HypervisorMessages(_output);
         _window = new RemoteWindow(limits.MaxHmcs, limits.PoolSize, limits.MaxMtu);
+        if (faults != null) _faultSlot.Current = new EngineFaults(faults, _window, Time, _log);
+        _output = new EntryOutput(frontEnd, limits.OutputBacklog, Counters, _log, _observer, _faultSlot);
+        _send = new HypervisorMessages(_output);
         handlers ??= _ => new HmcCommandRouter(_log);
         _pools = new BufferPool[limits.MaxHmcs];
         _sessions = new HmcSession[limits.MaxHmcs];
         for (int i = 0; i < limits.MaxHmcs; i++)
         {
             _pools[i] = new BufferPool(limits.PoolSize);
-            _sessions[i] = new HmcSession(i, limits, _pools[i], _window, _send, Counters, _log, Time, handlers(i), _observer);
+            _sessions[i] = new HmcSession(i, limits, _pools[i], _window, _send, Counters, _log, Time, handlers(i), _observer, _faultSlot);
         }
         _rdma = new RdmaService(_window, _pools);
         Config = new VmcBackendConfig(limits.DrcIndex, limits.MaxMtu, limits.PoolSize, limits.MaxHmcs, MaxRdmaSegments, _window.Size);
@@ -91,7 +99,7 @@ public sealed class VmcEngine : IVmcBackend
     {
         get
         {
-            if (_output.BacklogCount > 0) return true;
+            if (_output.BacklogCount > 0 || Faults?.HasPendingWork == true) return true;
             foreach (var s in _sessions) if (s.NeedsPoll) return true;
             return false;
         }
@@ -128,9 +136,20 @@ public sealed class VmcEngine : IVmcBackend
     {
         if (_output.Failed) return HcallReturn.Hardware;
         if (entries == 0) return HcallReturn.Parameter;
+        // Only the guest's own H_REG_CRQ: a RECONNECT is the front-end's, its rc never reaches the guest.
+        var fault = reconnect ? null : Faults?.RegisterQueue();
+        if (fault != null && fault.Rc != HcallReturn.Closed) return EndCall(fault.Rc);
         ResetChannel("queue registered");
         _output.DiscardBacklog();
+        Faults?.PartnerGone();
         _queueEntries = entries;
+        if (fault != null)
+        {
+            // Registered, but the partner is not ready: everything is dropped until it starts the handshake.
+            _handshake.QueueRegistered(engineSentInit: false);
+            Faults!.PartnerNotReady(fault.ReadyMs);
+            return EndCall(HcallReturn.Closed);
+        }
         _handshake.QueueRegistered(engineSentInit: reconnect);
         if (reconnect) _send.Init();
         _log.Information("guest CRQ registered: {Entries} entries{Reconnect}", entries, reconnect ? ", sent init (reconnect)" : "");
@@ -165,6 +184,7 @@ public sealed class VmcEngine : IVmcBackend
         if (entry.Length != CrqEntry.Size) { Drop("entry of {Length} bytes", entry.Length); return; }
         Counters.EntriesReceived++;
         if (!_handshake.IsRegistered) Drop("entry with no queue registered");
+        else if (Faults?.PartnerPending == true) Drop("entry while the partner is not ready (fault reg-crq rc=closed)");
         else switch ((CrqValid)entry[0])
         {
             case CrqValid.Init: HandleInit((CrqInitType)entry[1]); break;
@@ -188,7 +208,10 @@ public sealed class VmcEngine : IVmcBackend
     private HcallReturn CopyRdmaCore(IGuestMemory memory, RdmaDirection direction, ulong remoteIoba, ulong length, ReadOnlySpan<GuestSegment> local)
     {
         if (_output.Failed) return HcallReturn.Hardware;
-        var rc = _rdma.Copy(memory, direction, remoteIoba, length, local);
+        HcallReturn rc;
+        if (Faults == null || !(Faults.Rdma(direction, length, out rc)
+                || (length > (ulong)Mtu && Faults.TryOversizeCopy(memory, direction, remoteIoba, length, local, out rc))))
+            rc = _rdma.Copy(memory, direction, remoteIoba, length, local);
         if (rc == HcallReturn.Success) { Counters.RdmaCopies++; Counters.RdmaBytes += (long)length; }
         else
         {
@@ -203,7 +226,9 @@ public sealed class VmcEngine : IVmcBackend
     {
         _observer.Current?.VmcRequested();
         drcIndex = Limits.DrcIndex;
-        var rc = _output.Failed ? HcallReturn.Hardware : HcallReturn.Success;
+        HcallReturn rc;
+        if (_output.Failed) rc = HcallReturn.Hardware;
+        else if (Faults == null || !Faults.RequestVmc(out rc)) rc = HcallReturn.Success;
         _observer.Current?.Returned(rc, drcIndex);
         return rc;
     }
@@ -212,6 +237,12 @@ public sealed class VmcEngine : IVmcBackend
     {
         _observer.Current?.Polling();
         if (_output.Failed) return;
+        if (Faults != null && Faults.PartnerBecomesReady() && _handshake.IsRegistered)
+        {
+            _handshake.QueueRegistered(engineSentInit: true);
+            _send.Init();
+            _log.Information("partner ready (fault reg-crq rc=closed): sent init");
+        }
         foreach (var s in _sessions) s.Poll();
         EndCall(0);
     }
@@ -250,6 +281,55 @@ public sealed class VmcEngine : IVmcBackend
         bool sent = _sessions[hmcIndex].RequestRemoveBuffer();
         EndCall(0);
         return sent;
+    }
+
+    // ---------------------------------------------------------------- fault actions
+
+    /// <summary>
+    /// vmcctl inject: adds <paramref name="rule"/> for this engine alone (call on the engine's
+    /// thread, between calls). A fault that acts at once (<c>when=now</c>) acts before this returns;
+    /// the result is what it did (empty for a fault that waits for its point or trigger).
+    /// </summary>
+    public IReadOnlyList<FaultFiring> InjectFault(FaultRule rule)
+    {
+        var faults = _faultSlot.Current ??= new EngineFaults(null, _window, Time, _log) { Mtu = Mtu };
+        var plan = faults.Inject(rule);
+        int before = plan.History.Count;
+        if (!_output.Failed) EndCall(0);
+        return [.. plan.History.Skip(before)];
+    }
+
+    /// <summary>What the flood fault sends: a SIGNAL for session 0xFF on HMC index 0xFF, which the
+    /// driver's session check drops without a word (trap 10), so a flood does not flood its log.</summary>
+    private static readonly byte[] FloodEntry = [(byte)CrqValid.Payload, (byte)VmcMessageType.Signal, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    /// <summary>The fault plan's actions whose time has come (only with a plan).</summary>
+    private void RunFaultActions()
+    {
+        while (!_output.Failed && Faults!.TakeDueAction() is { } rule)
+        {
+            switch (rule.Kind)
+            {
+                case FaultKind.TransportEvent:
+                    // Only the front-end writes transport events (vmc-user v2): the back-end's way to make it
+                    // deliver one is to be lost. The front-end then reconnects and the new engine sends init.
+                    Faults.Fired(rule, "CHANNEL_FAILED sent: the front-end writes a transport event (0xFF 0x02) and reconnects");
+                    _output.Fail(ChannelFailure.InternalError, $"fault injection: {rule.Text}", injected: true);
+                    break;
+                case FaultKind.RemoveBuffer when !_handshake.IsReady || rule.Hmc >= HmcCount:
+                    Faults.Fired(rule, $"nothing sent: HMC index {rule.Hmc} is not negotiated (state {State})");
+                    break;
+                case FaultKind.RemoveBuffer:
+                    int sent = 0;
+                    while (sent < rule.Buffers && _sessions[rule.Hmc].RequestRemoveBuffer(rule.Last)) sent++;
+                    Faults.Fired(rule, $"{sent} REM_BUF sent on HMC {rule.Hmc} ({(rule.Last ? "the last buffer may go" : "never the last buffer")})");
+                    break;
+                case FaultKind.Flood:
+                    Faults.Fired(rule, $"{rule.Entries} SIGNALs for session 0xFF on HMC index 0xFF (dropped unseen by the driver) posted at once");
+                    for (int i = 0; i < rule.Entries && !_output.Failed; i++) _output.Post(FloodEntry);
+                    break;
+            }
+        }
     }
 
     // ---------------------------------------------------------------- handshake
@@ -294,9 +374,11 @@ public sealed class VmcEngine : IVmcBackend
                     c.MaxMtu, c.PoolSize, c.MaxHmcs);
                 return;
         }
+        if (Faults != null) Faults.Mtu = Mtu;
         _send.CapabilitiesResponse(CapabilitiesStatus.Success, Limits, _queueEntries);
         for (int i = 0; i < HmcCount; i++) _sessions[i].Negotiated(PoolSize, Mtu);
         _log.Information("capabilities negotiated: MTU {Mtu}, pool {Pool}, HMCs {Hmcs}", Mtu, PoolSize, HmcCount);
+        Faults?.Trigger(FaultTrigger.Ready);
     }
 
     // ---------------------------------------------------------------- messages
@@ -332,6 +414,7 @@ public sealed class VmcEngine : IVmcBackend
 
     private void DropQueue(string why)
     {
+        Faults?.PartnerGone();
         ResetChannel(why);
         _output.DiscardBacklog();
         _handshake.QueueGone();
@@ -346,6 +429,7 @@ public sealed class VmcEngine : IVmcBackend
 
     private HcallReturn EndCall(HcallReturn rc)
     {
+        if (Faults != null) RunFaultActions();
         _output.Flush();
         return rc;
     }

@@ -20,6 +20,7 @@ var root = new RootCommand("vmcctl: watch, record, replay and drive the Virtual 
     TraceCommand.Create(control),
     ReplayCommand.Create(),
     AttachCommand.Create(control),
+    InjectCommand.Create(control),
 };
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)

@@ -33,6 +33,9 @@ control?.Start();
 var limits = settings.Limits;
 log.Information("vmcd listening on {Where}: MTU {Mtu}, pool {Pool}, HMCs {Hmcs}, DRC index 0x{Drc:X8}; front-ends allowed: {Peers}; control socket: {Control}",
     where, limits.MaxMtu, limits.PoolSize, limits.MaxHmcs, limits.DrcIndex, settings.Peers.Describe(), control?.Path ?? "none");
+if (settings.Faults is { } plan)
+    log.Warning("fault injection: {Count} faults from {File} (docs/faults.md); vmcd is not a faithful hypervisor now: {Rules}",
+        plan.Rules.Count, settings.FaultsFile, string.Join("; ", plan.Rules.Select(r => r.Text)));
 manager.Notify($"READY=1\nSTATUS=listening on {where}");
 
 stop.Wait();

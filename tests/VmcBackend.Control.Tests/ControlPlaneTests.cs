@@ -69,7 +69,7 @@ public class ControlPlaneTests
         Assert.That((notJson.Ok, notJson.Code), Is.EqualTo((false, ControlErrors.BadRequest)));
         var unknown = await Ask("{\"op\":\"frobnicate\",\"id\":42}");
         Assert.That((unknown.Ok, unknown.Code, unknown.Id), Is.EqualTo((false, ControlErrors.BadRequest, (long?)42)));
-        Assert.That(unknown.Error, Is.EqualTo("unknown operation \"frobnicate\" (vmcd knows attach, status, trace)"));
+        Assert.That(unknown.Error, Is.EqualTo("unknown operation \"frobnicate\" (vmcd knows attach, inject, status, trace)"));
         var noHmc = await Ask("{\"op\":\"attach\"}");
         Assert.That(noHmc.Code, Is.EqualTo(ControlErrors.UnknownVm), "no VM is connected");
         // A line that never ends: vmcd stops reading at 64 KiB and closes this connection, logged once.

@@ -76,6 +76,24 @@ public class VmcctlTests
     }
 
     [Test]
+    public void InjectPrintsWhatTheFaultDidAndRefusesAnUnknownOneWithExit2()
+    {
+        using var rig = new ControlRig();
+        var g = rig.Guest();
+        var armed = Vmc("inject", "--control", rig.ControlPath, "request-vmc", "rc=busy", "count=3");
+        Assert.That((armed.Rc, armed.Out.Trim()), Is.EqualTo((0, "vm1: request-vmc rc=busy count=3: armed (acts at its next point or trigger)")), armed.Err);
+        Assert.That(g.Partition.RequestVmc(out uint drc), Is.EqualTo(0), "the driver's loop retries H_BUSY");
+        Assert.That(rig.Collector.Count("fault request-vmc rc=busy count=3: H_REQUEST_VMC returns 0 (success)") + rig.Collector.Count("fault request-vmc rc=busy count=3: H_REQUEST_VMC returns 1 (busy)"),
+            Is.EqualTo(3), "three busy answers");
+        var bad = Vmc("inject", "--control", rig.ControlPath, "no-such-fault");
+        Assert.That(bad.Rc, Is.EqualTo(2));
+        OneLine(bad.Err, "unknown fault 'no-such-fault'");
+        g.OpenRouter("inject-hmc");
+        var now = Vmc("inject", "--control", rig.ControlPath, "--vm", "vm1", "rem-buf", "buffers=2");
+        Assert.That((now.Rc, now.Out.Trim()), Is.EqualTo((0, "vm1: rem-buf buffers=2 when=now: 2 REM_BUF sent on HMC 0 (never the last buffer)")), now.Err);
+    }
+
+    [Test]
     public void StatusJsonListsTheVmAndItsHmcSessions()
     {
         using var rig = new ControlRig();

@@ -1,3 +1,4 @@
+using VmcBackend.Engine.Faults;
 using VmcBackend.Engine.Memory;
 using VmcBackend.Engine.Sessions;
 using VmcBackend.Testing;
@@ -12,10 +13,11 @@ internal sealed class Harness
 {
     public Harness(VmcLimits? limits = null, int mtu = 4096, int pool = 32, int hmcs = 1, bool probe = true,
         Func<ArrayGuestMemory, IGuestMemory>? engineMemory = null, Func<int, IHmcSessionHandler>? handlers = null,
-        DriverVersion version = DriverVersion.Linux61, int pageSize = 65536)
+        DriverVersion version = DriverVersion.Linux61, int pageSize = 65536, FaultPlan? faults = null)
     {
         Limits = limits ?? new VmcLimits();
-        Rig = new InProcessRig(Limits, backendMemory: engineMemory, handlers: handlers, time: Time);
+        Faults = faults;
+        Rig = new InProcessRig(Limits, backendMemory: engineMemory, handlers: handlers, time: Time, faults: faults);
         Partition = new SimulatedPartition(Rig.Device, mtu, pool, hmcs, version, pageSize) { KeepLog = true };
         Client = new PartitionClient(Partition, () => Rig.Device.Run());
         if (probe)
@@ -26,6 +28,7 @@ internal sealed class Harness
     }
 
     public ManualTime Time { get; } = new();
+    public FaultPlan? Faults { get; }
     public VmcLimits Limits { get; }
     public InProcessRig Rig { get; }
     public SpaprVmcModel Device => Rig.Device;
@@ -44,7 +47,7 @@ internal sealed class Harness
     /// <summary>vmcd dies and a fresh one connects: the front-end writes a transport event, the new
     /// engine gets REG_CRQ with RECONNECT and sends init. Returns the new engine.</summary>
     public VmcEngine RestartHypervisor(VmcLimits? limits = null, Func<int, IHmcSessionHandler>? handlers = null)
-        => Rig.Restart(VmcEngine.Factory(limits ?? Limits, handlers: handlers, time: Time));
+        => Rig.Restart(VmcEngine.Factory(limits ?? Limits, handlers: handlers, time: Time, faults: Faults));
 
     /// <summary>Lets the engine's timed retries come due, then settles.</summary>
     public void Wait(TimeSpan t)

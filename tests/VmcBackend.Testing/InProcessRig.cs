@@ -1,5 +1,6 @@
 using VmcBackend.Engine;
 using VmcBackend.Engine.Backend;
+using VmcBackend.Engine.Faults;
 using VmcBackend.Engine.Memory;
 using VmcBackend.Engine.Sessions;
 using VmcBackend.Testing.FrontEnd;
@@ -11,11 +12,12 @@ public sealed class InProcessRig
 {
     /// <param name="backendMemory">Optionally wraps the guest RAM the back-end sees (instrumentation); the partition always sees it raw.</param>
     public InProcessRig(VmcLimits? limits = null, int ramBytes = 8 << 20, Serilog.ILogger? log = null,
-        Func<ArrayGuestMemory, IGuestMemory>? backendMemory = null, Func<int, IHmcSessionHandler>? handlers = null, TimeProvider? time = null)
+        Func<ArrayGuestMemory, IGuestMemory>? backendMemory = null, Func<int, IHmcSessionHandler>? handlers = null, TimeProvider? time = null,
+        FaultPlan? faults = null)
     {
         Memory = new ArrayGuestMemory(ramBytes);
         Device = new SpaprVmcModel(Memory, (ulong)ramBytes, backendMemory?.Invoke(Memory));
-        Factory = VmcEngine.Factory(limits ?? new VmcLimits(), log, handlers, time);
+        Factory = VmcEngine.Factory(limits ?? new VmcLimits(), log, handlers, time, faults);
         Device.Connect(Factory);
     }
 

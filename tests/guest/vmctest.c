@@ -27,8 +27,11 @@
  *                                           host-side HMC: echoes, an unsolicited request that must reach
  *                                           this process blocked in read() within 100 ms, then (the host
  *                                           detaches and writes a line) by the router again, same session
+ *   vmctest fault NAME                      the driver's reaction to vmcd --faults tests/guest/faults/NAME.faults
+ *                                           (PASS, or XFAIL for a known driver bug, quoted), then a new session
  * Messages use the HMC command-router format (32-byte big-endian header).
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -38,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -709,15 +713,607 @@ static int attach(void)
     return 0;
 }
 
+/* ------------------------------------------------------------------ fault scenarios
+ * vmctest fault NAME: the guest half of scripts/boot-test.sh's faults group. vmcd runs with
+ * --faults tests/guest/faults/NAME.faults; this observes the driver's reaction and says which it
+ * is: PASS (the reaction a correct driver has: recovered, an errno, a documented stuck state),
+ * XFAIL (a known bug of the driver, with the driver's own words quoted), FAIL (anything else).
+ * The kernel's messages (/dev/kmsg) are part of the evidence: VMCTEST KMSG lines at the end. */
+
+static char kbuf[1 << 18];
+static size_t klen;
+static int kmsg_fd = -2;
+
+/* Appends the kernel's new messages (text only) to kbuf. */
+static void kmsg_drain(void)
+{
+    if (kmsg_fd == -2) kmsg_fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+    char rec[2048];
+    ssize_t k;
+    while (kmsg_fd >= 0 && ((k = read(kmsg_fd, rec, sizeof rec - 1)) > 0 || (k < 0 && errno == EPIPE))) {
+        if (k <= 0) continue;
+        rec[k] = 0;
+        char *msg = strchr(rec, ';'), *nl;
+        if (!msg) continue;
+        if ((nl = strchr(++msg, '\n'))) *nl = 0;
+        size_t n = strlen(msg);
+        if (klen + n + 2 < sizeof kbuf) { memcpy(kbuf + klen, msg, n); klen += n; kbuf[klen++] = '\n'; kbuf[klen] = 0; }
+    }
+}
+
+/* The first kernel message containing TEXT (copied into a static line), or NULL. */
+static const char *kmsg_line(const char *text)
+{
+    static char line[512];
+    kmsg_drain();
+    char *p = strstr(kbuf, text);
+    if (!p) return NULL;
+    while (p > kbuf && p[-1] != '\n') p--;
+    size_t n = strcspn(p, "\n");
+    if (n >= sizeof line) n = sizeof line - 1;
+    memcpy(line, p, n); line[n] = 0;
+    return line;
+}
+
+/* Waits until a kernel message contains TEXT; returns the line or NULL. */
+static const char *kmsg_wait(const char *text, double secs)
+{
+    const char *l;
+    for (double end = now() + secs; !(l = kmsg_line(text)) && now() < end;) usleep(20000);
+    return l;
+}
+
+static void kmsg_print(void)
+{
+    kmsg_drain();
+    for (char *p = kbuf; *p;) {
+        size_t n = strcspn(p, "\n");
+        if (memmem(p, n, "ibmvmc", 6) || memmem(p, n, "vmc@", 4)) printf("VMCTEST KMSG %.*s\n", (int)n, p);
+        p += n + (p[n] == '\n');
+    }
+    fflush(stdout);
+}
+
+static int adapter_state(void)
+{
+    struct vmc_query q = { 0 };
+    int fd = open("/dev/ibmvmc", O_RDWR);
+    if (fd < 0) return -errno;
+    int r = ioctl(fd, VMC_IOCTL_QUERY, &q) ? -errno : q.state;
+    close(fd);
+    return r;
+}
+
+static int wait_state(int want, double secs)
+{
+    int st;
+    for (double end = now() + secs; (st = adapter_state()) != want && now() < end;) usleep(20000);
+    return st;
+}
+
+/* One SETHMCID on a new file: the fd, or -1 with *err. */
+static int sethmcid_once(const char *id, int *err)
+{
+    char hmcid[32] = { 0 };
+    memcpy(hmcid, id, strnlen(id, sizeof hmcid));
+    int fd = open("/dev/ibmvmc", O_RDWR);
+    if (fd < 0) { *err = errno; return -1; }
+    if (ioctl(fd, VMC_IOCTL_SETHMCID, hmcid) == 0) return fd;
+    *err = errno;
+    close(fd);
+    return -1;
+}
+
+/* SETHMCID on new files for SECS: 0 when one succeeded (fd in *fdp), else the errno every try gave
+ * (or -1 when they differed: *last has the last one). */
+static int sethmcid_for(const char *id, double secs, int *fdp, int *last)
+{
+    int first = 0, same = 1, err = 0;
+    for (double end = now() + secs; now() < end; usleep(100000)) {
+        int fd = sethmcid_once(id, &err);
+        if (fd >= 0) { *fdp = fd; return 0; }
+        if (!first) first = err; else if (err != first) same = 0;
+        *last = err;
+    }
+    return same ? first : -1;
+}
+
+/* write() of one echo request: 0, or the errno (EBUSY retried for SECS). */
+static int write_echo(int fd, uint32_t token, double secs)
+{
+    static uint8_t req[HDR + 8];
+    put32(data, token);
+    int n = build(req, CAT_ROUTER, OP_ECHO, token, data, 8), r;
+    for (double end = now() + secs; (r = write(fd, req, n)) < 0 && errno == EBUSY && now() < end;) usleep(2000);
+    return r == n ? 0 : r < 0 ? errno : EIO;
+}
+
+/* A session with no traffic yet (SETHMCID on a new file, retried for 10 s): the fault acts on its
+ * first message, not on a helper's exchange. -1 with a FAIL line when none opens. */
+static int plain_session(const char *id)
+{
+    int fd = -1, last = 0;
+    wait_state(3, 20);
+    if (sethmcid_for(id, 10, &fd, &last)) { fail("reaction", "no session before the fault: SETHMCID %s", strerror(last)); return -1; }
+    return fd;
+}
+
+static int echoes(int fd, int count, uint32_t token)
+{
+    for (int i = 0; i < count; i++) {
+        int rc = call(fd, CAT_ROUTER, OP_ECHO, token + i, data, 16);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* The kmalloc objects still allocated by ibmvmc_open (the file sessions), summed over the slab
+ * caches' alloc_traces (slub_debug=U tracks them); -1 when debugfs has no such files. */
+static long live_sessions(void)
+{
+    mkdir("/sys/kernel/debug", 0755);
+    if (access("/sys/kernel/debug/slab", F_OK)) system("mount -t debugfs none /sys/kernel/debug 2>/dev/null");
+    FILE *f = popen("cat /sys/kernel/debug/slab/*/alloc_traces 2>/dev/null | grep ibmvmc_open", "r");
+    if (!f) return -1;
+    long total = 0, n;
+    char line[512];
+    int any = !access("/sys/kernel/debug/slab", F_OK);
+    while (fgets(line, sizeof line, f)) if (sscanf(line, " %ld", &n) == 1) total += n;
+    pclose(f);
+    return any ? total : -1;
+}
+
+/* A new session that echoes within SECS: PASS recovered, else FAIL. */
+static int recovered(double secs, const char *after)
+{
+    double t = now();
+    int fd = session_that_echoes("vmctest-recovered", t + secs, 900);
+    if (fd < 0) { fail("recovered", "no session echoes within %.0f s %s (adapter state %d)", secs, after, adapter_state()); return 1; }
+    int rc = echoes(fd, 20, 910);
+    call(fd, CAT_ROUTER, OP_CLOSE, 950, NULL, 0);
+    close(fd);
+    if (rc) { fail("recovered", "a new session opened %s but its echoes failed: rc %d", after, rc); return 1; }
+    pass("recovered", "a new session echoes 20 messages %.1f s %s", now() - t, after);
+    return 0;
+}
+
+#define NAME "reaction"
+
+static int f_transport_event(void)
+{
+    int fd = plain_session("vmctest-te"), wok;
+    if (fd < 0) return 1;
+    double t = now();
+    /* vmcd sends CHANNEL_FAILED 1 s after the OPEN: this read blocks until the transport event */
+    static uint8_t buf[65536];
+    alarm(20);
+    int r = read(fd, buf, mtu);
+    r = r < 0 ? -errno : r;
+    alarm(0);
+    (void)wok;
+    const char *k = kmsg_line("virtual adapter failed");
+    if (r == -EBADFD && k) pass(NAME, "errno to user space: the blocked read() returned EBADFD after %.1f s; kernel: \"%s\"", now() - t, k);
+    else fail(NAME, "read returned %d (want EBADFD), kernel %s", r, k ? k : "printed no transport event");
+    close(fd);
+    return recovered(30, "after the transport event");
+}
+
+static int f_uaf_after_close(void)
+{
+    int fd = session_that_echoes("vmctest-uaf", now() + 20, 1);
+    if (fd < 0) { fail(NAME, "no session before the fault"); return 1; }
+    call(fd, CAT_ROUTER, OP_CLOSE, 5, NULL, 0);
+    close(fd);   /* CLOSE, CLOSE_RESP; vmcd sends CHANNEL_FAILED 0.5 s later */
+    const char *k = kmsg_wait("virtual adapter failed", 10);
+    if (k) pass(NAME, "transport event after the session was closed; kernel: \"%s\" (a freed session is written by a stock driver: the SLUB check below)", k);
+    else fail(NAME, "no transport event within 10 s of the close");
+    return recovered(30, "after the transport event");
+}
+
+/* CAP_RESP values no HMC can work with (trap 1). */
+static int f_cap_unusable(const char *what)
+{
+    int st = adapter_state();
+    for (double end = now() + 10; (st == 1 || st == 2) && now() < end; usleep(20000)) st = adapter_state();
+    const char *caps = kmsg_wait("Capabilities:", 1);
+    int fd = -1, last = 0, err = sethmcid_for("vmctest-caps", 3, &fd, &last);
+    if (fd >= 0) close(fd);
+    if (st == 4 && err == EIO)
+        pass(NAME, "the adapter refused the capabilities (%s): state failed, SETHMCID EIO; kernel: \"%s\"", what,
+             kmsg_line("unusable") ? kmsg_line("unusable") : "(no message)");
+    else if (st == 3 && fd < 0)
+        xfail(NAME, "trap 1: the driver took a CAP_RESP with %s: \"%s\", reports the adapter ready, and SETHMCID fails with %s for 3 s (%s): "
+              "ibmvmc_process_capabilities() validates none of max_hmc, pool_size, max_mtu",
+              what, caps ? caps : "?", err > 0 ? strerror(err) : "mixed errors", err > 0 ? "stuck" : strerror(last));
+    else if (st == 3 && fd >= 0)
+        xfail(NAME, "trap 1: the driver took a CAP_RESP with %s: \"%s\" and opened a session on it", what, caps ? caps : "?");
+    else fail(NAME, "state %d, SETHMCID %s", st, fd >= 0 ? "ok" : strerror(last));
+    return 0;
+}
+
+static int f_cap_version(void)
+{
+    int st = wait_state(4, 10), fd = -1, last = 0;
+    const char *k = kmsg_line("incompatible versions");
+    int err = sethmcid_for("vmctest-ver", 1, &fd, &last);
+    if (fd >= 0) close(fd);
+    if (st == 4 && k && err == EIO) pass(NAME, "adapter failed, SETHMCID EIO (until the transport event vmcd sends 3 s later); kernel: \"%s\"", k);
+    else fail(NAME, "state %d, SETHMCID %s, kernel %s", st, fd >= 0 ? "ok" : strerror(last), k ? k : "silent");
+    return recovered(30, "after the transport event");
+}
+
+static int f_close_in_failed(void)
+{
+    long before = live_sessions();
+    int fd = plain_session("vmctest-cif");
+    if (fd < 0) return 1;
+    static uint8_t buf[65536];
+    alarm(20);
+    int r = read(fd, buf, mtu);   /* the transport event 1 s after the OPEN */
+    r = r < 0 ? -errno : r;
+    alarm(0);
+    int st = wait_state(4, 10);   /* the new CAP_RESP has version 2.0: failed */
+    close(fd);                    /* in state failed */
+    long after = live_sessions();
+    const char *k = kmsg_line("close: state_failed");
+    if (r != -EBADFD || st != 4) fail(NAME, "read %d (want EBADFD), state %d (want 4 failed)", r, st);
+    else if (after < 0) fail(NAME, "no /sys/kernel/debug/slab/*/alloc_traces to count the file sessions");
+    else if (after > before)
+        xfail(NAME, "trap 14: close() in state failed leaks the file session: %ld object(s) allocated by ibmvmc_open still live after every file was closed (%ld before); kernel: \"%s\"; ibmvmc_close(): \"if (ibmvmc.state == ibmvmc_state_failed) { ... return -EIO; }\" before kfree_sensitive(session)",
+              after, before, k ? k : "?");
+    else pass(NAME, "read EBADFD, adapter failed, close() freed the file session (%ld live ibmvmc_open objects, as before)", after);
+    return recovered(40, "after the second transport event");
+}
+
+static int f_close_resp_status(void)
+{
+    int fd = session_that_echoes("vmctest-crs", now() + 20, 1);
+    if (fd < 0) { fail(NAME, "no session before the fault"); return 1; }
+    close(fd);
+    const char *k = kmsg_wait("close_resp: failed", 10);
+    const char *r = kmsg_wait("Reset to initial state", 5);
+    if (k) pass(NAME, "the driver reset itself (H_FREE_CRQ, H_REG_CRQ, init); kernel: \"%s\"%s%s%s", k, r ? ", \"" : "", r ? r : "", r ? "\"" : "");
+    else fail(NAME, "no CLOSE_RESP failure seen by the driver");
+    return recovered(30, "after the reset");
+}
+
+static int f_reg_crq_closed_reset(void)
+{
+    int fd = session_that_echoes("vmctest-rcr", now() + 20, 1);
+    if (fd < 0) { fail(NAME, "no session before the fault"); return 1; }
+    close(fd);
+    const char *k = kmsg_wait("close_resp: failed", 10);
+    double t = now();
+    int st;
+    do { usleep(50000); st = adapter_state(); } while (st != 3 && now() < t + 5);
+    if (!k) { fail(NAME, "no CLOSE_RESP failure seen by the driver"); return 1; }
+    if (st == 3) { pass(NAME, "reset, H_REG_CRQ H_CLOSED: waited for the partner, ready %.1f s later", now() - t); return recovered(30, "after the reset"); }
+    const char *e = kmsg_line("Error initializing CRQ");
+    if (st == 4) xfail(NAME, "stuck state: after the reset task's H_REG_CRQ returned H_CLOSED the adapter stays failed for good (5 s, partner ready after 1 s); kernel: \"%s\"; ibmvmc_reset_task(): \"if (rc != H_SUCCESS && rc != H_RESOURCE) { ... ibmvmc.state = ibmvmc_state_failed;\"",
+                       e ? e : "?");
+    else fail(NAME, "adapter state %d 5 s after the reset", st);
+    return 0;
+}
+
+static int f_reg_crq(const char *want, const char *what)
+{
+    int st = wait_state(3, 20);
+    const char *k = want ? kmsg_line(want) : NULL;
+    if (st == 3 && (!want || k)) pass(NAME, "%s; ready%s%s%s", what, k ? "; kernel: \"" : "", k ? k : "", k ? "\"" : "");
+    else fail(NAME, "state %d, kernel %s", st, k ? k : "silent");
+    return recovered(20, "");
+}
+
+static int f_delay_cap_resp(void)
+{
+    double t = now();
+    int st = adapter_state(), fd = -1, last = 0, eagain = 0;
+    while (st != 3 && now() < t + 10) {
+        fd = sethmcid_once("vmctest-dly", &last);
+        if (fd >= 0) break;
+        if (last == EAGAIN) eagain++;
+        usleep(100000);
+        st = adapter_state();
+    }
+    if (fd >= 0) close(fd);
+    if (eagain && st == 3) pass(NAME, "errno to user space: SETHMCID EAGAIN %d times over %.1f s while the CAP_RESP was late, then ready", eagain, now() - t);
+    else fail(NAME, "state %d, %d EAGAIN (want EAGAIN, then ready)", st, eagain);
+    return recovered(20, "");
+}
+
+static int f_drop_cap_resp(void)
+{
+    double t = now();
+    int eagain = 0, last = 0, fd = -1;
+    while (adapter_state() == 2 && now() < t + 10) {
+        fd = sethmcid_once("vmctest-drop", &last);
+        if (fd >= 0) { close(fd); break; }
+        if (last == EAGAIN) eagain++;
+        usleep(100000);
+    }
+    double stuck = now() - t;
+    const char *k = kmsg_wait("virtual adapter failed", 8);
+    if (eagain && stuck >= 2 && k)
+        pass(NAME, "stuck state: in capabilities, SETHMCID EAGAIN for %.1f s (the CAP_RESP was lost) until the transport event: \"%s\"", stuck, k);
+    else fail(NAME, "%d EAGAIN over %.1f s, transport event %s", eagain, stuck, k ? "seen" : "not seen");
+    return recovered(30, "after the transport event");
+}
+
+static int f_drop_open_resp(void)
+{
+    wait_state(3, 20);
+    int fd = -1, last = 0;
+    if (sethmcid_for("vmctest-dor", 10, &fd, &last)) { fail(NAME, "SETHMCID: %s", strerror(last)); return 1; }
+    int err = write_echo(fd, 1, 3);
+    close(fd);
+    if (err == EBUSY) pass(NAME, "stuck state: the HMC stays opening (OPEN_RESP lost), write() EBUSY for 3 s; close() sends CLOSE");
+    else fail(NAME, "write: %s (want EBUSY: OPEN_RESP never came)", err ? strerror(err) : "accepted");
+    return recovered(20, "after close()");
+}
+
+static int f_open_resp_buffer(void)
+{
+    wait_state(3, 20);
+    int fd = -1, last = 0;
+    if (sethmcid_for("vmctest-orb", 10, &fd, &last)) { fail(NAME, "SETHMCID: %s", strerror(last)); return 1; }
+    int err = write_echo(fd, 1, 3);
+    close(fd);
+    const char *k = kmsg_line("open_resp: invalid buffer_id");
+    if (err == EIO && k) pass(NAME, "errno to user space: the HMC failed, write() EIO; kernel: \"%s\"; close() sends CLOSE", k);
+    else fail(NAME, "write: %s, kernel %s", err ? strerror(err) : "accepted", k ? k : "silent");
+    return recovered(20, "after close()");
+}
+
+static int f_open_resp_status(void)
+{
+    wait_state(3, 20);
+    int fd = -1, last = 0;
+    if (sethmcid_for("vmctest-ors", 10, &fd, &last)) { fail(NAME, "SETHMCID: %s", strerror(last)); return 1; }
+    int err = write_echo(fd, 1, 3);
+    char id[32] = "vmctest-ors2";
+    int again = ioctl(fd, VMC_IOCTL_SETHMCID, id) ? errno : 0;
+    close(fd);
+    const char *k = kmsg_line("open_resp: failed");
+    if (err == EIO && again == EIO && k) pass(NAME, "errno to user space: write() EIO, SETHMCID on the same file EIO; kernel: \"%s\"", k);
+    else fail(NAME, "write %s, SETHMCID again %s, kernel %s", err ? strerror(err) : "accepted", again ? strerror(again) : "ok", k ? k : "silent");
+    return recovered(20, "on a new file");
+}
+
+static int f_rdma_open(void)
+{
+    wait_state(3, 20);
+    int fd = -1, last = 0;
+    int err = sethmcid_for("vmctest-rdo", 2, &fd, &last);
+    if (fd >= 0) { close(fd); fail(NAME, "SETHMCID succeeded though the OPEN's H_COPY_RDMA failed"); return 1; }
+    const char *k = kmsg_line("send_open, h_copy_rdma");
+    int err2 = sethmcid_for("vmctest-rdo2", 3, &fd, &last);
+    if (fd >= 0) {
+        close(fd);
+        pass(NAME, "errno to user space: SETHMCID %s (kernel: \"%s\"); the HMC was free again for a new file", strerror(last), k ? k : "?");
+        return recovered(20, "");
+    }
+    if (err2 == EBUSY)
+        xfail(NAME, "trap 4: after the OPEN's H_COPY_RDMA failed (SETHMCID %s; kernel: \"%s\") and the file was closed, every SETHMCID on a new file fails with EBUSY for 3 s: the HMC stays reserved (ibmvmc_close() sends nothing and frees nothing in ibmhmc_state_initial)",
+              strerror(err > 0 ? err : last), k ? k : "?");
+    else fail(NAME, "SETHMCID on a new file: %s", strerror(last));
+    return 0;
+}
+
+static int f_rdma_write(void)
+{
+    wait_state(3, 20);
+    int fd = -1, last = 0;
+    if (sethmcid_for("vmctest-rdw", 10, &fd, &last)) { fail(NAME, "SETHMCID: %s", strerror(last)); return 1; }
+    /* the OPEN armed the fault: this write's H_COPY_RDMA fails (EBUSY while the HMC is opening) */
+    static uint8_t resp[65536];
+    int err = write_echo(fd, 1, 5), r = err ? -err : recv_msg(fd, resp, 3);
+    const char *k = kmsg_line("send_msg, h_copy_rdma");
+    if (err == EIO) pass(NAME, "errno to user space: write() EIO; kernel: \"%s\"", k ? k : "?");
+    else if (!err && r == -ETIMEDOUT)
+        xfail(NAME, "trap 5: write() reported success though its H_COPY_RDMA failed (kernel: \"%s\"): the message is lost, no reply in 3 s; ibmvmc_write() ignores ibmvmc_send_msg()'s result",
+              k ? k : "?");
+    else fail(NAME, "write: %s, then read %d", err ? strerror(err) : "accepted", r);
+    int rc = echoes(fd, 10, 20);
+    close(fd);
+    if (rc == 0) pass("recovered", "the same session echoes 10 messages afterwards");
+    else return recovered(20, "on a new file");
+    return 0;
+}
+
+static int f_rdma_receive(int pool)
+{
+    int fd = -1, last = 0, busy = 0, lost = 0, rc;
+    wait_state(3, 20);
+    if (sethmcid_for("vmctest-rdr", 10, &fd, &last)) { fail(NAME, "SETHMCID: %s", strerror(last)); return 1; }
+    static uint8_t resp[65536];
+    for (int i = 0; i < 20; i++) {
+        int err = write_echo(fd, 100 + i, 0.3);
+        if (err == EBUSY) { busy++; continue; }
+        if (err) { fail(NAME, "write %d: %s", i, strerror(err)); close(fd); return 1; }
+        rc = recv_msg(fd, resp, 0.2);
+        if (rc == -ETIMEDOUT) lost++;
+    }
+    int err = write_echo(fd, 200, 2);
+    rc = err ? -err : recv_msg(fd, resp, 5);
+    close(fd);
+    const char *k = kmsg_line("recv_msg: h_copy_rdma");
+    if (!k) k = kmsg_line("h_copy_rdma");
+    if (busy == 0 && rc > 0)
+        pass(NAME, "errno to user space: none; the %d replies whose H_COPY_RDMA failed are lost (kernel: \"%s\"), every write() found a buffer, the next echo is answered", lost, k ? k : "?");
+    else if (busy > 0 && rc == -EBUSY)
+        xfail(NAME, "trap 5: each reply whose H_COPY_RDMA failed took a buffer with it (kernel: \"%s\"): after %d lost replies write() fails with EBUSY (%d of 20 writes, and for good) with a pool of %d",
+              k ? k : "?", lost, busy, pool);
+    else fail(NAME, "%d lost, %d EBUSY, last echo %d", lost, busy, rc);
+    return rc > 0 ? recovered(20, "") : 0;
+}
+
+static int f_request_vmc(const int *want, const int *want_rv, int n, const char *names)
+{
+    char got[256] = "", wanted[256] = "";
+    int ok = 1, qfd = open("/dev/ibmvmc", O_RDWR);
+    wait_state(3, 20);
+    double t = now();
+    for (int i = 0; i < n; i++) {
+        uint32_t idx = 0;
+        errno = 0;
+        int r = ioctl(qfd, VMC_IOCTL_REQUESTVMC, &idx);
+        int e = r < 0 ? errno : 0;
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", i ? ", " : "", r > 0 ? "positive" : e ? strerror(e) : "ok");
+        if (r > 0) snprintf(got + strlen(got), sizeof got - strlen(got), " %d", r);
+        snprintf(wanted + strlen(wanted), sizeof wanted - strlen(wanted), "%s%s", i ? ", " : "", want[i] ? strerror(want[i]) : "ok");
+        if (e != want[i] || (want_rv && r != want_rv[i])) ok = 0;
+    }
+    uint32_t idx = 0;
+    int last = ioctl(qfd, VMC_IOCTL_REQUESTVMC, &idx);
+    close(qfd);
+    if (ok && last == 0) pass(NAME, "errno to user space for %s: %s; then DRC index 0x%x (%.2f s)", names, got, idx, now() - t);
+    else return -1;   /* the caller decides */
+    return 0;
+}
+
+static int f_request_vmc_errors(void)
+{
+    static const int want[] = { EPERM, EIO, ENODEV, EINVAL, EPERM, EPERM };
+    if (f_request_vmc(want, NULL, 6, "H_FUNCTION, H_HARDWARE, H_RESOURCE, H_PARAMETER, H_AUTHORITY, H_NOT_AVAILABLE"))
+        fail(NAME, "not the driver's documented errnos EPERM, EIO, ENODEV, EINVAL, EPERM, EPERM");
+    return 0;
+}
+
+static int f_request_vmc_busy(void)
+{
+    int qfd = open("/dev/ibmvmc", O_RDWR);
+    wait_state(3, 20);
+    uint32_t idx = 0;
+    double t = now();
+    int r = ioctl(qfd, VMC_IOCTL_REQUESTVMC, &idx);
+    int e = errno;
+    close(qfd);
+    if (r == 0 && idx) pass(NAME, "recovered: the driver retried 5 H_BUSY and 3 H_LONG_BUSY_ORDER_10_MSEC, then got DRC index 0x%x (%.0f ms)", idx, (now() - t) * 1e3);
+    else fail(NAME, "REQUESTVMC returned %d (%s)", r, r < 0 ? strerror(e) : "-");
+    return 0;
+}
+
+static int f_request_vmc_unlisted(void)
+{
+    int qfd = open("/dev/ibmvmc", O_RDWR);
+    wait_state(3, 20);
+    uint32_t idx = 0;
+    errno = 0;
+    int r1 = ioctl(qfd, VMC_IOCTL_REQUESTVMC, &idx), e1 = r1 < 0 ? errno : 0;
+    errno = 0;
+    int r2 = ioctl(qfd, VMC_IOCTL_REQUESTVMC, &idx), e2 = r2 < 0 ? errno : 0;
+    close(qfd);
+    if (e1 == EIO && e2 == EIO) pass(NAME, "errno to user space: EIO for H_PRIVILEGE and for H_CLOSED");
+    else if ((r1 < 0 && e1 == 3) || r2 == 2)
+        xfail(NAME, "trap 13: the raw hcall results reach user space: H_PRIVILEGE (-3) as %s, H_CLOSED (2) as %s; ibmvmc_ioctl_requestvmc() falls through its list of rcs to \"return rc;\"",
+              r1 < 0 ? (e1 == 3 ? "errno 3 (ESRCH)" : strerror(e1)) : "success", r2 > 0 ? "ioctl() returning 2" : r2 < 0 ? strerror(e2) : "success");
+    else fail(NAME, "H_PRIVILEGE: %d (%s), H_CLOSED: %d (%s)", r1, strerror(e1), r2, strerror(e2));
+    return 0;
+}
+
+static int f_signal_oversize(void)
+{
+    int fd = plain_session("vmctest-sig");
+    if (fd < 0) return 1;
+    /* the reply's SIGNAL claims MTU + 64 bytes for a 40-byte message */
+    static uint8_t resp[65536];
+    int err = write_echo(fd, 7, 5), r = err ? -err : recv_msg(fd, resp, 3);
+    const char *k = kmsg_line("exceeds buffer size"), *c = kmsg_line("Failure in recv_msg");
+    if (r == -ETIMEDOUT && k) pass(NAME, "the message was dropped before any copy; kernel: \"%s\"", k);
+    else if (r == -ETIMEDOUT && c)
+        xfail(NAME, "trap 2: the driver did not bound msg_len: it asked H_COPY_RDMA for %d bytes into its %d-byte buffer (the hypervisor refused: the partition's DMA window ends with the buffer), the message is lost; kernel: \"%s\"; ibmvmc_recv_msg() checks msg_len against nothing",
+              mtu + 64, mtu, c);
+    else if (r > HDR + 8) xfail(NAME, "trap 2: the driver took a SIGNAL claiming %d bytes for its %d-byte buffers, had H_COPY_RDMA copy that many into the buffer, and read() returned %d bytes for a %d-byte message; ibmvmc_recv_msg() does not bound msg_len",
+                          mtu + 64, mtu, r, HDR + 8);
+    else fail(NAME, "read %d, kernel %s", r, k ? k : "silent");
+    close(fd);
+    return recovered(20, "");
+}
+
+static int f_rem_buf(int last)
+{
+    int fd = last ? plain_session("vmctest-rem") : session_that_echoes("vmctest-rem", now() + 20, 1), rc;
+    if (fd < 0) { if (!last) fail(NAME, "no session before the fault"); return 1; }
+    if (!last) {
+        rc = echoes(fd, 50, 10);
+        rc == 0 ? pass(NAME, "recovered: the partition gave back every buffer vmcd asked for but one, and 50 echoes go on with the pool shrunk")
+                : fail(NAME, "echoes after REM_BUF: rc %d", rc);
+        close(fd);
+        return 0;
+    }
+    int err = write_echo(fd, 20, 3);
+    close(fd);
+    if (err == EBUSY) pass(NAME, "stuck state: the partition gave its last buffer too (a hypervisor interface error it does not refuse): write() EBUSY for 3 s until close()");
+    else fail(NAME, "write: %s (want EBUSY: no buffer left)", err ? strerror(err) : "accepted");
+    return recovered(20, "after close() (vmcd adds a buffer for the next open)");
+}
+
+static int f_flood(int overflow)
+{
+    int fd = overflow ? plain_session("vmctest-flood") : session_that_echoes("vmctest-flood", now() + 20, 1), wok;
+    if (fd < 0) { if (!overflow) fail(NAME, "no session before the fault"); return 1; }
+    double t = now();
+    int rc = 0, n = 0;
+    for (; n < 50 && !(rc = echo_once(fd, 10 + n, 16, &wok, NULL)); n++) {}
+    close(fd);
+    const char *k = kmsg_line("virtual adapter failed");
+    if (!overflow) {
+        if (rc == 0 && !k) pass(NAME, "recovered: the driver drained the 2000 entries (paced at half its queue) and 50 echoes went on in %.1f s", now() - t);
+        else fail(NAME, "echo %d: %s%s", n, strerror(-rc), k ? " (transport event)" : "");
+        return 0;
+    }
+    if ((rc == -EBADFD || (rc == -EIO && !wok)) && k)
+        pass(NAME, "errno to user space: echo %d's %s %s: vmcd's output backlog overflowed, CHANNEL_FAILED, transport event: \"%s\"", n, wok ? "read()" : "write()", strerror(-rc), k);
+    else fail(NAME, "echo %d: %s, kernel %s", n, rc ? strerror(-rc) : "all echoed", k ? k : "no transport event");
+    return recovered(30, "after the transport event");
+}
+
+static int fault(const char *name)
+{
+    int r = 0;
+    if (!strcmp(name, "transport-event")) r = f_transport_event();
+    else if (!strcmp(name, "uaf-after-close")) r = f_uaf_after_close();
+    else if (!strcmp(name, "cap-max-hmc-0")) r = f_cap_unusable("max_hmc 0");
+    else if (!strcmp(name, "cap-pool-0")) r = f_cap_unusable("pool size 0");
+    else if (!strcmp(name, "cap-mtu-0")) r = f_cap_unusable("MTU 0");
+    else if (!strcmp(name, "cap-version")) r = f_cap_version();
+    else if (!strcmp(name, "close-in-failed")) r = f_close_in_failed();
+    else if (!strcmp(name, "close-resp-status")) r = f_close_resp_status();
+    else if (!strcmp(name, "reg-crq-closed-reset")) r = f_reg_crq_closed_reset();
+    else if (!strcmp(name, "reg-crq-closed")) r = f_reg_crq("Partner adapter not ready", "the probe's H_REG_CRQ returned H_CLOSED, the driver waited in crqinit for the partner's init");
+    else if (!strcmp(name, "reg-crq-resource")) r = f_reg_crq(NULL, "the probe's H_REG_CRQ returned H_RESOURCE: the driver freed and registered the queue again");
+    else if (!strcmp(name, "delay-cap-resp")) r = f_delay_cap_resp();
+    else if (!strcmp(name, "drop-cap-resp")) r = f_drop_cap_resp();
+    else if (!strcmp(name, "drop-open-resp")) r = f_drop_open_resp();
+    else if (!strcmp(name, "open-resp-buffer")) r = f_open_resp_buffer();
+    else if (!strcmp(name, "open-resp-status")) r = f_open_resp_status();
+    else if (!strcmp(name, "rdma-open")) r = f_rdma_open();
+    else if (!strcmp(name, "rdma-write")) r = f_rdma_write();
+    else if (!strcmp(name, "rdma-receive")) r = f_rdma_receive(16);
+    else if (!strcmp(name, "request-vmc-busy")) r = f_request_vmc_busy();
+    else if (!strcmp(name, "request-vmc-errors")) r = f_request_vmc_errors();
+    else if (!strcmp(name, "request-vmc-unlisted")) r = f_request_vmc_unlisted();
+    else if (!strcmp(name, "signal-oversize")) r = f_signal_oversize();
+    else if (!strcmp(name, "rem-buf")) r = f_rem_buf(0);
+    else if (!strcmp(name, "rem-buf-last")) r = f_rem_buf(1);
+    else if (!strcmp(name, "flood")) r = f_flood(0);
+    else if (!strcmp(name, "flood-overflow")) r = f_flood(1);
+    else { fail("fault", "unknown fault scenario %s", name); r = 1; }
+    kmsg_print();
+    return r;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help")) {
-        printf("usage: vmctest basic|burst|twohmc|query|restart|bench|watch|stall|kill9|soak|attach [--drc 0xN] [--mtu N] [--count N] [--closed-session] [--no-summary]\n");
+        printf("usage: vmctest basic|burst|twohmc|query|restart|bench|watch|stall|kill9|soak|attach|fault NAME [--drc 0xN] [--mtu N] [--count N] [--closed-session] [--no-summary]\n");
         return argc < 2;
     }
     uint32_t drc = 0;
-    int count = 500, count_given = 0, summary = 1, closed_session = 0;
-    for (int i = 2; i < argc; i++) {
+    int count = 500, count_given = 0, summary = 1, closed_session = 0, first = 2;
+    const char *fault_name = NULL;
+    if (!strcmp(argv[1], "fault") && argc > 2) { fault_name = argv[2]; first = 3; }
+    for (int i = first; i < argc; i++) {
         if (!strcmp(argv[i], "--drc") && i + 1 < argc) drc = strtoul(argv[++i], NULL, 0);
         else if (!strcmp(argv[i], "--mtu") && i + 1 < argc) mtu = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--count") && i + 1 < argc) { count = atoi(argv[++i]); count_given = 1; }
@@ -739,6 +1335,7 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[1], "kill9")) kill9(count_given ? count : 20);
     else if (!strcmp(argv[1], "soak")) soak();
     else if (!strcmp(argv[1], "attach")) attach();
+    else if (fault_name) fault(fault_name);
     else { fprintf(stderr, "unknown test %s\n", argv[1]); return 2; }
     if (summary) printf("VMCTEST SUMMARY passed=%d failed=%d\n", passed, failed);
     return failed ? 1 : 0;

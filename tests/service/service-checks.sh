@@ -77,6 +77,9 @@ cli_error unknown-group 2 "allow-gid no-such-group" --allow-gid no-such-group
 cli_error missing-directory 1 "directory $work/no/such does not exist; create it \(mkdir -p" --socket-path "$work/no/such/vmcd.sock"
 cli_error fd-not-socket 1 "fd 0: it is not a socket" --fd 0
 cli_error no-socket 1 "no socket to serve: give --socket-path" --log-level warning
+printf 'cap-resp max-hmc=0\nno-such-fault x=1\n' >"$work/bad.faults"
+cli_error faults-bad-line 2 "faults $work/bad.faults: line 2: .*docs/faults.md" --faults "$work/bad.faults" --socket-path "$work/x.sock"
+cli_error faults-missing 2 "faults $work/none.faults: cannot read it" --faults "$work/none.faults" --socket-path "$work/x.sock"
 
 # --- logs -------------------------------------------------------------------------------------
 # run_briefly NAME ARGS...: start vmcd, wait until it listens on $work/NAME.sock, SIGTERM it; stderr in $work/NAME.log.

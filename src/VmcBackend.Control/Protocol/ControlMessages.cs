@@ -29,6 +29,7 @@ public static class ControlOps
     public const string Status = "status";
     public const string Trace = "trace";
     public const string Attach = "attach";
+    public const string Inject = "inject";
 }
 
 /// <summary>Machine-readable error codes of a refused request.</summary>
@@ -74,9 +75,14 @@ public sealed record ControlResponse
     public string? Channel { get; init; }
     /// <summary>status.</summary>
     public StatusReport? Status { get; init; }
+    /// <summary>inject: the fault as vmcd took it and what it did at once (empty: it waits for its point or trigger).</summary>
+    public FaultReport? Fault { get; init; }
 
     public static ControlResponse Refused(string code, string error) => new() { Ok = false, Code = code, Error = error };
 }
+
+/// <summary>What <c>vmcctl inject</c> shows: the VM, the rule (docs/faults.md), what it did at once.</summary>
+public sealed record FaultReport(string Vm, string Rule, IReadOnlyList<string> Fired);
 
 /// <summary>What <c>vmcctl status</c> shows.</summary>
 public sealed record StatusReport(VmcdStatus Vmcd, IReadOnlyList<VmStatus> Vms);

@@ -54,6 +54,7 @@ public sealed class ControlServer : IDisposable
         _operations[ControlOps.Status] = Status;
         _operations[ControlOps.Trace] = Trace;
         _operations[ControlOps.Attach] = Attach;
+        _operations[ControlOps.Inject] = InjectOperation.Handle;
     }
 
     /// <summary>Creates the control socket at <paramref name="path"/> (mode 0600, replacing a stale one).</summary>

@@ -125,10 +125,11 @@ internal sealed class BufferPool
     public bool HasPendingRemoval => _removalCount > 0;
 
     /// <summary>Records a REM_BUF about to be sent, unless it could take the partition's last
-    /// buffer (an interface error, ibmvmc.c rem_buffer): every REM_BUF in flight must leave it one.</summary>
-    public bool TryRequestRemoval(RemovalPurpose purpose)
+    /// buffer (an interface error, ibmvmc.c rem_buffer): every REM_BUF in flight must leave it one.
+    /// <paramref name="allowLast"/> (fault injection only) drops that rule.</summary>
+    public bool TryRequestRemoval(RemovalPurpose purpose, bool allowLast = false)
     {
-        if (CountSettled(BufferState.Partition) - _removalCount < 2 || _removalCount == _removals.Length) return false;
+        if ((!allowLast && CountSettled(BufferState.Partition) - _removalCount < 2) || _removalCount == _removals.Length) return false;
         _removals[(_removalHead + _removalCount) % _removals.Length] = purpose;
         _removalCount++;
         return true;

@@ -1,6 +1,7 @@
 using Serilog;
 using Serilog.Events;
 using VmcBackend.Engine.Buffers;
+using VmcBackend.Engine.Faults;
 using VmcBackend.Engine.Observe;
 using VmcBackend.Engine.Output;
 using VmcBackend.Wire.Crq;
@@ -43,6 +44,7 @@ internal sealed class HmcSession : IHmcSessionOutput
     private readonly EngineCounters _counters;
     private readonly ILogger _log;
     private readonly TimeProvider _time;
+    private readonly FaultSlot _faults;
     private readonly ObserverSlot _observer;
     private IHmcSessionHandler _handler;
     private readonly byte[] _hmcId = new byte[VmcConstants.HmcIdLength];
@@ -54,9 +56,10 @@ internal sealed class HmcSession : IHmcSessionOutput
     private long _reclaimNotBefore;
 
     public HmcSession(int index, VmcLimits limits, BufferPool pool, RemoteWindow window, HypervisorMessages send,
-        EngineCounters counters, ILogger log, TimeProvider time, IHmcSessionHandler handler, ObserverSlot observer)
+        EngineCounters counters, ILogger log, TimeProvider time, IHmcSessionHandler handler, ObserverSlot observer, FaultSlot faults)
     {
         _observer = observer;
+        _faults = faults;
         _index = index;
         _pool = pool;
         _window = window;
@@ -121,11 +124,13 @@ internal sealed class HmcSession : IHmcSessionOutput
         if (IsOpen) End("reopened");
         if (!_pool.IsPartitionOwned(e.BufferId))
         {
-            // A failed OPEN_RESP makes the driver free the HMC and all its buffers: mirror that, offer a new one.
-            _send.OpenResponse(VmcStatus.InvalidBufferId, e.Session, e.HmcIndex, e.BufferId);
-            _pool.ForgetAll();
-            AddBuffer(0, BufferOwner.Partition, 0);
+            Refuse(e, VmcStatus.InvalidBufferId);
             _log.Warning("HMC {Index}: OPEN named buffer {Id} the partition does not hold; refused", _index, e.BufferId);
+            return;
+        }
+        if (_faults.Current?.OpenRefusal(_index) is { } status)
+        {
+            Refuse(e, status);
             return;
         }
         _window.Buffer(_index, e.BufferId)[..VmcConstants.HmcIdLength].CopyTo(_hmcId);
@@ -139,6 +144,15 @@ internal sealed class HmcSession : IHmcSessionOutput
         _counters.SessionsOpened++;
         _log.Information("HMC {Index} opened: session {Session}, HMC ID {HmcId}", _index, e.Session, FormatHmcId(_hmcId));
         _handler.Opened(this, _hmcId);
+        _faults.Current?.Trigger(FaultTrigger.Open);
+    }
+
+    /// <summary>A failed OPEN_RESP makes the driver free the HMC and all its buffers: mirror that, offer a new one.</summary>
+    private void Refuse(in CrqEntry e, VmcStatus status)
+    {
+        _send.OpenResponse(status, e.Session, e.HmcIndex, e.BufferId);
+        _pool.ForgetAll();
+        AddBuffer(0, BufferOwner.Partition, 0);
     }
 
     public void Close(in CrqEntry e)
@@ -149,6 +163,7 @@ internal sealed class HmcSession : IHmcSessionOutput
         _send.CloseResponse(VmcStatus.Success, e.Session, e.HmcIndex);
         _pool.ForgetAll();
         AddBuffer(0, BufferOwner.Partition, 0);
+        _faults.Current?.Trigger(FaultTrigger.Close);
     }
 
     public void Signal(in CrqEntry e)
@@ -165,6 +180,7 @@ internal sealed class HmcSession : IHmcSessionOutput
             _log.Debug("HMC {Index}: message of {Length} bytes in buffer {Id}", _index, length, e.BufferId);
         Flush();
         _handler.Message(this, _inbound.AsSpan(0, length));
+        _faults.Current?.Trigger(FaultTrigger.Message);
     }
 
     public void AddBufferResponse(in CrqEntry e)
@@ -237,10 +253,11 @@ internal sealed class HmcSession : IHmcSessionOutput
         if (NeedsPoll) Flush();
     }
 
-    /// <summary>Only an explicit request (operator, test, fault injection): REM_BUF one buffer for good.</summary>
-    public bool RequestRemoveBuffer()
+    /// <summary>Only an explicit request (operator, test, fault injection): REM_BUF one buffer for good.
+    /// <paramref name="allowLast"/> (fault injection only) may take the partition's last buffer.</summary>
+    public bool RequestRemoveBuffer(bool allowLast = false)
     {
-        if (!_pool.TryRequestRemoval(RemovalPurpose.Shrink)) return false;
+        if (!_pool.TryRequestRemoval(RemovalPurpose.Shrink, allowLast)) return false;
         _send.RemoveBuffer(IsOpen ? SessionId : (byte)0, _index);
         return true;
     }

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Serilog.Events;
 using VmcBackend.Engine;
+using VmcBackend.Engine.Faults;
 using Vmcd.Access;
 using Vmcd.Logging;
 
@@ -9,7 +10,8 @@ namespace Vmcd.Cli;
 
 /// <summary>Everything vmcd was asked to do, checked: the result of parsing its command line.</summary>
 public sealed record VmcdSettings(
-    string? SocketPath, int? Fd, VmcLimits Limits, LogEventLevel LogLevel, LogFormat LogFormat, PeerPolicy Peers, string? ControlPath = null)
+    string? SocketPath, int? Fd, VmcLimits Limits, LogEventLevel LogLevel, LogFormat LogFormat, PeerPolicy Peers, string? ControlPath = null,
+    FaultPlan? Faults = null, string? FaultsFile = null)
 {
     /// <summary>The control socket: --control PATH, else &lt;socket-path&gt;.ctl; null with --control none, or with --fd/socket activation and no --control.</summary>
     public string? ControlSocket => ControlPath == "none" ? null : ControlPath ?? (SocketPath != null ? SocketPath + ".ctl" : null);
@@ -40,6 +42,8 @@ public static class VmcdCommandLine
     { HelpName = "INDEX", Description = "DRC index H_REQUEST_VMC returns (decimal or 0x hex)", DefaultValueFactory = _ => $"0x{new VmcLimits().DrcIndex:X8}" };
     private static readonly Option<string?> Control = new("--control")
     { Description = "Control socket for vmcctl (mode 0600, same peers as the data socket); default <socket-path>.ctl, none with --fd unless given; 'none' disables it", HelpName = "PATH|none" };
+    private static readonly Option<string?> Faults = new("--faults")
+    { Description = "Misbehave as this faults file says, from the start (docs/faults.md); off by default", HelpName = "FILE" };
     private static readonly Option<string[]> AllowUid = new("--allow-uid")
     { Description = "Also serve front-ends running as this user (uid or name; repeatable). Root and vmcd's own uid always may", HelpName = "USER" };
     private static readonly Option<string[]> AllowGid = new("--allow-gid")
@@ -60,7 +64,7 @@ public static class VmcdCommandLine
         settings = null!;
         var root = new RootCommand("vmcd: the hypervisor side of IBM's Virtual Management Channel, for QEMU's spapr-vmc device")
         {
-            SocketPath, Fd, Control, MaxMtu, PoolSize, MaxHmcs, DrcIndex, AllowUid, AllowGid, Level, Format, PrintCapabilities,
+            SocketPath, Fd, Control, Faults, MaxMtu, PoolSize, MaxHmcs, DrcIndex, AllowUid, AllowGid, Level, Format, PrintCapabilities,
         };
         VmcdSettings? parsed = null;
         root.SetAction(r => { parsed = Check(r); return parsed == null ? ExitUsage : 0; });
@@ -115,7 +119,23 @@ public static class VmcdCommandLine
             Usage(error!);
             return null;
         }
-        return new VmcdSettings(path, fd, limits, level, format, peers, control);
+        string? faultsFile = r.GetValue(Faults);
+        FaultPlan? plan = null;
+        if (faultsFile != null)
+        {
+            try { plan = FaultPlan.Parse(File.ReadAllText(faultsFile)); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Usage($"--faults {faultsFile}: cannot read it ({e.Message})");
+                return null;
+            }
+            catch (FormatException e)
+            {
+                Usage($"--faults {faultsFile}: {e.Message} (the format is in docs/faults.md)");
+                return null;
+            }
+        }
+        return new VmcdSettings(path, fd, limits, level, format, peers, control, plan, faultsFile);
     }
 
     /// <summary>An enum member by name, any case; numbers are not names.</summary>

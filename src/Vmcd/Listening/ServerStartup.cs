@@ -48,7 +48,7 @@ public static class ServerStartup
             log.Error("cannot listen on {Path}: directory {Dir} does not exist; create it (mkdir -p {Dir}) or choose another --socket-path", path, dir, dir);
             return null;
         }
-        try { return VmcServer.Listen(path, VmcEngine.Factory(settings.Limits, log), log, options); }
+        try { return VmcServer.Listen(path, VmcEngine.Factory(settings.Limits, log, faults: settings.Faults), log, options); }
         catch (Exception e) when (e is IOException or SocketException or UnauthorizedAccessException)
         {
             log.Error("cannot listen on {Path}: {Error}; check that {Dir} is writable for vmcd, or pass a listening socket with --fd", path, e.Message, dir);
@@ -64,7 +64,7 @@ public static class ServerStartup
             log.Error("cannot serve {Where}: {Problem}; pass a listening unix stream socket", where, problem);
             return null;
         }
-        try { return VmcServer.FromFd(fd, VmcEngine.Factory(settings.Limits, log), log, options); }
+        try { return VmcServer.FromFd(fd, VmcEngine.Factory(settings.Limits, log, faults: settings.Faults), log, options); }
         catch (Exception e) when (e is IOException or SocketException)
         {
             log.Error("cannot serve {Where}: {Error}", where, e.Message);
