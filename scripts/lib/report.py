@@ -31,7 +31,7 @@ def events(path):
         if d == "guest>":
             out.append((t, "g2h", kind, text))
         elif d == "<hv":
-            out.append((t, "h2g", "=" + text.split()[1] if kind == "=" and len(text.split()) > 1 else kind, text))
+            out.append((t, "h2g", "=" + text.split()[1].rstrip(",;") if kind == "=" and len(text.split()) > 1 else kind, text))
         elif d == "ctl" and ("CHANNEL_FAILED" in text or "fault" in text or "disconnected" in text or "connected" in text):
             out.append((t, "ctl", "ctl", text))
     return out
@@ -158,14 +158,14 @@ for r in runs:
         inj = checks.get("injected", ("", ""))[1].replace("vmcd: ", "")
         rv, rdet = checks.get("reaction", ("", ""))
         kv, kdet = checks.get("kernel-clean", ("", ""))
-        cv, cdet = checks.get("recovered", ("", "—"))
+        cv, cdet = checks.get("recovered", ("", ""))
         for txt in (rdet, kdet):
             for t in re.findall(r"\btrap ?(\d+)", txt):
                 traps[f"trap {t}"] += 1
         if not rv:
             rv, rdet = kv, "vmctest was ended by the kernel report in the next column"
         out.append(f"<tr><td><b>{esc(f)}</b></td><td>{esc(inj)}</td><td class='{rv}'>{esc(rv)}: {esc(rdet)}</td>"
-                   f"<td class='{kv}'>{esc(kv)}{': ' + esc(kdet) if kdet else ''}</td><td class='{cv}'>{esc(cv)}{': ' + esc(cdet) if cdet else ''}</td></tr>")
+                   f"<td class='{kv}'>{esc(kv)}{': ' + esc(kdet) if kdet else ''}</td><td class='{cv}'>{esc(cv) + (': ' + esc(cdet) if cdet else '') if cv else '—'}</td></tr>")
     out.append("</table>")
     out.append("<h3>Traps fired</h3><p>" + (", ".join(f"{esc(t)} ({n}×)" for t, n in sorted(traps.items())) or "none: no known driver bug was reached") + "</p>")
     other = [(v, n, d) for v, n, d in res if "/faults/" not in n]
