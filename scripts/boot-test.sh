@@ -378,11 +378,10 @@ scenario_hostile() {
 # has disconnected. Sets TRACE_PID, TRACE_FILE, TRACE_LOG.
 trace_start() {
     TRACE_FILE="$work/$1-$2.vmctrace" TRACE_LOG="$work/$1-$2.vmcctl-trace.log"
-    "$VMCCTL" --control "$3.ctl" trace --write "$TRACE_FILE" --stop-after 1 2>"$TRACE_LOG" &
-    TRACE_PID=$!
+    vmcctl_trace "$3" "$TRACE_FILE" "$TRACE_LOG" --stop-after 1; local rc=$?
+    TRACE_PID=$TRACER_PID
     VM_PIDS+=("$TRACE_PID")
-    wait_for_line "$TRACE_LOG" '^vmcctl: tracing every VM' 10 "$TRACE_PID" \
-        || { result FAIL "$1/$2/trace-recorded" "vmcctl trace did not start: $(tr '\n' ' ' <"$TRACE_LOG")"; return 1; }
+    [ "$rc" -eq 0 ] || { result FAIL "$1/$2/trace-recorded" "vmcctl trace did not start: $(tr '\n' ' ' <"$TRACE_LOG")"; return 1; }
 }
 
 # trace_check LABEL NAME: after the VM ended, vmcctl trace --write must end by itself (exit 0) with

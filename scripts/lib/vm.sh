@@ -134,11 +134,20 @@ vm_report_trace() {
     printf 'kernel\t%s\ndriver\t%s\nvmcd\t%s\n' "${GUEST_KERNEL:-?}" "${GUEST_DRIVER:-stock}" "$*" >"$dir/$stem.$n.meta"
     tlog="$dir/$stem.$n.vmcctl.log"
     wait_for_socket "$sock.ctl" 10 "$VMCD_PID" || { log "warning: no control socket $sock.ctl: $stem not traced for the report"; return 0; }
-    "$VMCCTL" --control "$sock.ctl" trace --write "$dir/$stem.$n.vmctrace" 2>"$tlog" &
-    VM_TRACE_PIDS+=("$!")
-    wait_for_line "$tlog" '^vmcctl: tracing every VM' 10 "$!" \
-        || log "warning: vmcctl trace for the report did not start: $(tr '\n' ' ' <"$tlog")"
+    vmcctl_trace "$sock" "$dir/$stem.$n.vmctrace" "$tlog"; local rc=$?
+    VM_TRACE_PIDS+=("$TRACER_PID")
+    [ "$rc" -eq 0 ] || log "warning: vmcctl trace for the report did not start: $(tr '\n' ' ' <"$tlog")"
     return 0
+}
+
+# vmcctl_trace SOCKET FILE LOG [trace options...]: `vmcctl trace --write FILE` on SOCKET's control
+# socket (SOCKET.ctl) in the background (TRACER_PID), stderr to LOG; returns 0 once it is tracing,
+# 1 if it did not start within 10 s (LOG says why).
+vmcctl_trace() {
+    local sock=$1 file=$2 tlog=$3; shift 3
+    "$VMCCTL" --control "$sock.ctl" trace --write "$file" "$@" 2>"$tlog" &
+    TRACER_PID=$!
+    wait_for_line "$tlog" '^vmcctl: tracing every VM' 10 "$TRACER_PID"
 }
 
 # qemu_reconnect_opt: the chardev option that makes QEMU reconnect to vmcd every second
